@@ -1,0 +1,1 @@
+"""SP-E services: one package per microservice plus the shared ``common`` package."""

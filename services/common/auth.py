@@ -1,0 +1,128 @@
+"""JWT issue and verification (python-jose, HS256) shared by the gateway and internal services."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from fastapi import Depends, Request
+from jose import JWTError, jwt
+
+from services.common.errors import Forbidden, NotAuthenticated
+from services.common.settings import ServiceSettings
+
+ALGORITHM = "HS256"
+TokenType = Literal["access", "refresh", "service"]
+Role = Literal["viewer", "operator", "admin", "service"]
+# A service token may do what an operator does on an internal service, never admin work.
+ROLE_RANK: dict[str, int] = {"viewer": 1, "operator": 2, "service": 2, "admin": 3}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a user (through the gateway) or another service."""
+
+    subject: str
+    role: str
+    token_type: str
+    scopes: tuple[str, ...] = field(default_factory=tuple)
+
+    def has_role(self, minimum: str) -> bool:
+        return ROLE_RANK.get(self.role, 0) >= ROLE_RANK[minimum]
+
+
+def issue_token(
+    settings: ServiceSettings,
+    *,
+    subject: str,
+    role: str,
+    token_type: TokenType,
+    ttl_s: int,
+    scopes: tuple[str, ...] = (),
+) -> str:
+    """Sign a token; ``type`` keeps a token made for one purpose from serving another."""
+    now = int(time.time())
+    claims = {
+        "sub": subject,
+        "role": role,
+        "type": token_type,
+        "scopes": list(scopes),
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl_s,
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, settings.secret_key, algorithm=ALGORITHM)
+
+
+def service_token(settings: ServiceSettings, service: str, ttl_s: int = 300) -> str:
+    """A short-lived token one service presents to another."""
+    return issue_token(
+        settings, subject=f"service:{service}", role="service", token_type="service", ttl_s=ttl_s
+    )
+
+
+def verify_token(
+    settings: ServiceSettings, token: str, allowed_types: tuple[str, ...] = ("access", "service")
+) -> Principal:
+    """Check signature, algorithm, expiry, audience, issuer and type; return the caller."""
+    try:
+        claims = jwt.decode(
+            token,
+            settings.secret_key,
+            algorithms=[ALGORITHM],
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            options={"require_exp": True, "require_sub": True},
+        )
+    except JWTError as exc:
+        raise NotAuthenticated(f"invalid token: {exc}") from None
+    token_type = claims.get("type")
+    if token_type not in allowed_types:
+        raise NotAuthenticated(f"a {token_type!r} token is not accepted here")
+    role = claims.get("role")
+    if role not in ROLE_RANK:
+        raise NotAuthenticated("token carries no valid role")
+    return Principal(
+        subject=str(claims["sub"]),
+        role=role,
+        token_type=token_type,
+        scopes=tuple(claims.get("scopes") or ()),
+    )
+
+
+def bearer_token(request: Request) -> str:
+    """The token from ``Authorization: Bearer …``, or a 401 saying what is missing."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise NotAuthenticated("missing bearer token: send 'Authorization: Bearer <token>'")
+    return token.strip()
+
+
+def current_principal(request: Request) -> Principal:
+    """Dependency: the verified caller of an internal-service route."""
+    return verify_token(request.app.state.settings, bearer_token(request))
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def require_role(minimum: str) -> Callable[[Principal], Principal]:
+    """Dependency factory: the caller, if their role is at least ``minimum``."""
+
+    def _check(principal: PrincipalDep) -> Principal:
+        if not principal.has_role(minimum):
+            raise Forbidden(f"this action needs the {minimum!r} role; you are {principal.role!r}")
+        return principal
+
+    return _check
+
+
+ReaderDep = Annotated[Principal, Depends(require_role("viewer"))]
+WriterDep = Annotated[Principal, Depends(require_role("operator"))]

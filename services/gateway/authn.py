@@ -1,0 +1,207 @@
+"""Who is calling the gateway: a user's access JWT or an integration's API token.
+
+The gateway never forwards a request it has not authenticated here. Access tokens are
+checked (signature, ``alg``, expiry, audience, issuer, ``type: access``) and then the user is
+looked up, so deactivation, demotion and "log out everywhere" apply within ``AUTH_CACHE_S``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from jose import jwt
+from sqlalchemy.orm import Session
+
+from services.common.auth import ROLE_RANK, issue_token, verify_token
+from services.common.db import SessionDep
+from services.common.errors import Forbidden, NotAuthenticated
+from services.gateway.config import GatewaySettings
+from services.gateway.security import API_TOKEN_PREFIX, digest
+from services.gateway.service import find_api_token, find_user, touch_api_token
+
+_bearer = HTTPBearer(auto_error=False, description="access JWT from /api/v1/auth/login, or spe_…")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API token spe_…")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated caller of the public API."""
+
+    kind: str  # "user" | "api_token"
+    name: str
+    role: str
+    scopes: tuple[str, ...] = ()
+    user_id: int | None = None
+    token_id: int | None = None
+
+    @property
+    def actor(self) -> str:
+        """How the caller appears in the audit log and to internal services."""
+        return self.name if self.kind == "user" else f"token:{self.name}"
+
+    def can(self, minimum: str) -> bool:
+        return ROLE_RANK.get(self.role, 0) >= ROLE_RANK[minimum]
+
+
+@dataclass
+class _Entry:
+    expires: float
+    caller: Caller | None
+    valid_after: float = 0.0
+
+
+@dataclass
+class AuthCache:
+    """Per-process cache of user and API-token state, so most requests need no query."""
+
+    ttl_s: float
+    entries: dict[str, _Entry] = field(default_factory=dict)
+    minted: dict[tuple[str, str, tuple[str, ...]], tuple[float, str]] = field(default_factory=dict)
+
+    def get(self, key: str) -> _Entry | None:
+        entry = self.entries.get(key)
+        if entry is None or entry.expires < time.monotonic():
+            return None
+        return entry
+
+    def put(self, key: str, caller: Caller | None, valid_after: float = 0.0) -> None:
+        if len(self.entries) > 10_000:  # bounded: stale entries of departed callers go
+            self.entries.clear()
+        self.entries[key] = _Entry(time.monotonic() + self.ttl_s, caller, valid_after)
+
+    def forget_user(self, username: str) -> None:
+        self.entries.pop(f"user:{username}", None)
+
+    def forget_tokens(self) -> None:
+        for key in [k for k in self.entries if k.startswith("token:")]:
+            self.entries.pop(key, None)
+
+
+def auth_cache(request: Request) -> AuthCache:
+    return request.app.state.auth_cache  # type: ignore[no-any-return]
+
+
+def client_addr(request: Request) -> str | None:
+    """The peer address (uvicorn resolves X-Forwarded-For only from trusted proxies)."""
+    return request.client.host if request.client else None
+
+
+def _user_caller(
+    session: Session, settings: GatewaySettings, cache: AuthCache, token: str
+) -> Caller:
+    claims_principal = verify_token(settings, token, allowed_types=("access",))
+    # iat is not exposed by Principal; read it from the claims verify_token just checked.
+    issued_at = float(jwt.get_unverified_claims(token).get("iat", 0))
+    username = claims_principal.subject
+    entry = cache.get(f"user:{username}")
+    if entry is None:
+        user = find_user(session, username)
+        if user is None or not user.active:
+            cache.put(f"user:{username}", None)
+            entry = cache.get(f"user:{username}")
+        else:
+            caller = Caller("user", user.username, user.role, (), user_id=user.id)
+            cache.put(f"user:{username}", caller, user.tokens_valid_after.timestamp())
+            entry = cache.get(f"user:{username}")
+    if entry is None or entry.caller is None:
+        raise NotAuthenticated("this account is disabled or no longer exists")
+    # iat has whole seconds: a token issued in the second of the change stays valid.
+    if issued_at < int(entry.valid_after):
+        raise NotAuthenticated("this session has ended (password or role changed); log in again")
+    return entry.caller
+
+
+def _token_caller(session: Session, cache: AuthCache, secret: str) -> Caller:
+    key = f"token:{digest(secret)}"
+    entry = cache.get(key)
+    if entry is None:
+        row = find_api_token(session, secret)
+        caller = None
+        if (
+            row is not None
+            and row.revoked_at is None
+            and (row.expires_at is None or row.expires_at > datetime.now(UTC))
+        ):
+            role = "operator" if "write" in row.scopes else "viewer"
+            caller = Caller("api_token", row.name, role, tuple(row.scopes), token_id=row.id)
+            touch_api_token(session, row.id)
+        cache.put(key, caller)
+        entry = cache.get(key)
+    if entry is None or entry.caller is None:
+        raise NotAuthenticated("this API token is unknown, revoked or expired")
+    return entry.caller
+
+
+def authenticate(
+    request: Request,
+    session: SessionDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
+) -> Caller:
+    """Dependency: the verified caller, from ``Authorization: Bearer`` or ``X-API-Key``."""
+    settings: GatewaySettings = request.app.state.settings
+    cache = auth_cache(request)
+    if bearer is not None:
+        token = bearer.credentials.strip()
+        if token.startswith(API_TOKEN_PREFIX):
+            return _token_caller(session, cache, token)
+        return _user_caller(session, settings, cache, token)
+    if api_key:
+        if not api_key.startswith(API_TOKEN_PREFIX):
+            raise NotAuthenticated("X-API-Key must carry an API token (spe_…)")
+        return _token_caller(session, cache, api_key.strip())
+    raise NotAuthenticated(
+        "missing credentials: send 'Authorization: Bearer <token>' or 'X-API-Key: spe_…'"
+    )
+
+
+CallerDep = Annotated[Caller, Depends(authenticate)]
+
+
+def require(minimum: str) -> Callable[[Caller], Awaitable[Caller]]:
+    """Dependency factory: the caller, if their role is at least ``minimum``."""
+
+    # async: a plain check needs no worker thread (a sync dependency would take one).
+    async def _check(caller: CallerDep) -> Caller:
+        if not caller.can(minimum):
+            if caller.kind == "api_token":
+                raise Forbidden(
+                    f"this action needs the {minimum!r} role; API token {caller.name!r} has "
+                    f"scopes {list(caller.scopes)} (read: GET only, write: operator writes)"
+                )
+            raise Forbidden(f"this action needs the {minimum!r} role; you are {caller.role!r}")
+        return caller
+
+    return _check
+
+
+ViewerDep = Annotated[Caller, Depends(require("viewer"))]
+OperatorDep = Annotated[Caller, Depends(require("operator"))]
+AdminDep = Annotated[Caller, Depends(require("admin"))]
+
+
+def upstream_token(settings: GatewaySettings, cache: AuthCache, caller: Caller) -> str:
+    """A short-lived access token for ``caller``, minted for internal services (reused a while)."""
+    key = (caller.actor, caller.role, caller.scopes)
+    now = time.monotonic()
+    hit = cache.minted.get(key)
+    if hit is not None and hit[0] - now > settings.upstream_token_s / 2:
+        return hit[1]
+    token = issue_token(
+        settings,
+        subject=caller.actor,
+        role=caller.role,
+        token_type="access",
+        ttl_s=settings.upstream_token_s,
+        scopes=caller.scopes,
+    )
+    if len(cache.minted) > 10_000:
+        cache.minted.clear()
+    cache.minted[key] = (now + settings.upstream_token_s, token)
+    return token

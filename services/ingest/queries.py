@@ -1,0 +1,193 @@
+"""SQL of the ingest read path, built once at import.
+
+A read is two statements: the entity lookup, which also sets the transaction's ``TimeZone``
+to the site's zone (``set_config(..., is_local => true)``, undone at commit), then one data
+statement that range-scans the primary key ``(entity_id, ts, source)``. With the zone set,
+PostgreSQL itself renders every timestamp with the site's UTC offset.
+
+Buckets are computed in the site's zone: ``date_trunc(field, ts)`` truncates a timestamptz
+in the transaction's TimeZone, which the lookup has just set to the site's (the same result as
+the 3-argument form, measured ~2 ms cheaper per 8,760 rows). So a local day is 23 or 25 hours
+long on DST changes, weeks start on Monday and months are calendar months. Plain PostgreSQL
+throughout, so it runs unchanged on a TimescaleDB hypertable.
+
+The readings statement returns its JSON array already built (``json_agg`` of one object
+per bucket): for a year of hourly buckets that is several times cheaper than shipping 8,760
+rows to Python and serialising them there.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import TextClause, text
+
+SITE: TextClause = text("""
+    SELECT id, timezone, set_config('TimeZone', timezone, true) AS _
+    FROM ingest.site WHERE code = :code
+""")
+
+EQUIPMENT: TextClause = text("""
+    SELECT q.id, s.timezone, set_config('TimeZone', s.timezone, true) AS _
+    FROM ingest.equipment q JOIN ingest.site s ON s.id = q.site_id
+    WHERE q.code = :code
+""")
+
+# When several sources measured the same interval, one wins: a meter beats a file import,
+# which beats the simulator; summing them would double-count the interval.
+_SOURCE_RANK = "CASE x.source WHEN 'real' THEN 0 WHEN 'import' THEN 1 ELSE 2 END"
+
+
+def _picked(table: str, columns: str, key: str, *, one_source: bool) -> str:
+    """Rows of one entity in [start, end): of :source, or else one per ts by source rank."""
+    where = f"x.{key} = :entity_id AND x.ts >= :start AND x.ts < :end"
+    if one_source:
+        # (entity, ts, source) is the primary key: one row per ts already, no ranking needed.
+        return f"SELECT x.ts, {columns} FROM ingest.{table} x WHERE {where} AND x.source = :source"
+    return f"""
+        SELECT DISTINCT ON (x.ts) x.ts, {columns}
+        FROM ingest.{table} x
+        WHERE {where}
+        ORDER BY x.ts, {_SOURCE_RANK}
+    """
+
+
+def _kwh(expr: str) -> str:
+    """A kWh value rounded to the mWh; NULL when not a finite, plausible number.
+
+    Rounding hides the float noise of sums (0.1 + 0.2); the guard keeps NaN / Infinity (not
+    JSON) and float overflow out of the output.
+    """
+    return f"CASE WHEN abs({expr}) < 1e15 THEN round(({expr}) * 1e6) / 1e6 END"
+
+
+_READING_COLUMNS = "x.consumption_kwh, x.production_kwh"
+
+
+def _readings(*, raw: bool, one_source: bool) -> TextClause:
+    picked = _picked("reading", _READING_COLUMNS, "site_id", one_source=one_source)
+    if raw:
+        # LIMIT :cap + 1 tells "over the cap" apart from "exactly the cap".
+        rows = f"""
+            SELECT r.ts, r.consumption_kwh AS c, r.production_kwh AS p, 1 AS n
+            FROM ({picked}) r ORDER BY r.ts LIMIT :cap + 1
+        """
+    else:
+        rows = f"""
+            SELECT date_trunc(CAST(:field AS text), r.ts) AS ts,
+                   sum(r.consumption_kwh) AS c, sum(r.production_kwh) AS p, count(*) AS n
+            FROM ({picked}) r GROUP BY 1
+        """
+    # json_agg names each object's keys after the columns of b, and renders ts with the
+    # transaction's TimeZone (the site's) offset.
+    return text(f"""
+        SELECT count(*) AS n_items, coalesce(json_agg(b ORDER BY b.ts), '[]')::text AS items_json
+        FROM (
+            SELECT g.ts,
+                   {_kwh("g.c")} AS consumption_kwh,
+                   {_kwh("g.p")} AS production_kwh,
+                   {_kwh("g.p - g.c")} AS balance_kwh,
+                   g.n AS n_readings
+            FROM ({rows}) g
+        ) b
+    """)
+
+
+# (raw?, one source?) -> statement returning (n_items, items_json): a JSON array of buckets.
+READINGS: dict[tuple[bool, bool], TextClause] = {
+    (raw, one): _readings(raw=raw, one_source=one) for raw in (False, True) for one in (False, True)
+}
+
+
+def _balance(*, one_source: bool) -> TextClause:
+    picked = _picked("reading", _READING_COLUMNS, "site_id", one_source=one_source)
+    # Deficit figures are over local hours (site zone: it matters for half-hour zones), so
+    # two half-hours of an hour net out before the deficit is taken.
+    return text(f"""
+        SELECT {_kwh("a.c")} AS consumed_kwh,
+               {_kwh("a.p")} AS produced_kwh,
+               {_kwh("a.deficit")} AS deficit_kwh,
+               a.deficit_hours, a.peak_hour,
+               {_kwh("a.peak")} AS peak_deficit_kwh,
+               a.n_readings, a.first_ts, a.last_ts
+        FROM (
+            SELECT sum(h.c) AS c, sum(h.p) AS p,
+                   sum(greatest(h.c - h.p, 0)) AS deficit,
+                   count(*) FILTER (WHERE h.c > h.p) AS deficit_hours,
+                   (array_agg(h.hour ORDER BY h.c - h.p DESC, h.hour)
+                       FILTER (WHERE h.c > h.p))[1] AS peak_hour,
+                   max(h.c - h.p) FILTER (WHERE h.c > h.p) AS peak,
+                   coalesce(sum(h.n), 0)::bigint AS n_readings,
+                   min(h.first_ts) AS first_ts, max(h.last_ts) AS last_ts
+            FROM (
+                SELECT date_trunc('hour', r.ts) AS hour,
+                       sum(r.consumption_kwh) AS c, sum(r.production_kwh) AS p, count(*) AS n,
+                       min(r.ts) AS first_ts, max(r.ts) AS last_ts
+                FROM ({picked}) r
+                GROUP BY 1
+            ) h
+        ) a
+    """)
+
+
+BALANCE: dict[bool, TextClause] = {one: _balance(one_source=one) for one in (False, True)}
+
+SENSORS: tuple[str, ...] = ("flow_m3h", "pressure_bar", "vibration_mm_s", "temperature_c")
+_TELEMETRY_COLUMNS = "x.source, " + ", ".join(f"x.{s}" for s in SENSORS)
+_SENSOR_AGGREGATES = ", ".join(f"avg(r.{s}) AS {s}_avg, max(r.{s}) AS {s}_max" for s in SENSORS)
+
+
+def _telemetry(*, raw: bool, one_source: bool) -> TextClause:
+    picked = _picked("telemetry", _TELEMETRY_COLUMNS, "equipment_id", one_source=one_source)
+    if raw:
+        return text(f"SELECT * FROM ({picked}) r ORDER BY r.ts LIMIT :cap + 1")
+    return text(f"""
+        SELECT date_trunc(CAST(:field AS text), r.ts) AS ts,
+               count(*) AS n_samples, {_SENSOR_AGGREGATES}
+        FROM ({picked}) r GROUP BY 1 ORDER BY 1
+    """)
+
+
+TELEMETRY: dict[tuple[bool, bool], TextClause] = {
+    (raw, one): _telemetry(raw=raw, one_source=one)
+    for raw in (False, True)
+    for one in (False, True)
+}
+
+_WEATHER_COLUMNS = "x.source, x.temperature_c, x.irradiance_w_m2, x.wind_speed_m_s, x.is_forecast"
+WEATHER: dict[bool, TextClause] = {
+    one: text(f"""
+        SELECT * FROM ({_picked("weather", _WEATHER_COLUMNS, "site_id", one_source=one)}) r
+        ORDER BY r.ts LIMIT :cap + 1
+    """)
+    for one in (False, True)
+}
+
+# Events of one piece of equipment in [start, end), by time: the unique key
+# (equipment_id, ts, kind) serves the range scan.
+EQUIPMENT_EVENTS: TextClause = text("""
+    SELECT ts, kind, description, source
+    FROM ingest.equipment_event
+    WHERE equipment_id = :entity_id AND ts >= :start AND ts < :end
+    ORDER BY ts, kind
+    LIMIT :cap + 1
+""")
+
+# Newest first by id (ids only grow), keyset-paginated: no OFFSET scan on deep pages.
+QUARANTINE: TextClause = text("""
+    SELECT id, batch_id, kind, row_number, payload, reason, received_at
+    FROM ingest.quarantine
+    WHERE (CAST(:kind AS text) IS NULL OR kind = CAST(:kind AS text))
+      AND (CAST(:before_id AS bigint) IS NULL OR id < CAST(:before_id AS bigint))
+    ORDER BY id DESC
+    LIMIT :limit + 1
+""")
+
+# Labels overlapping [start, end); each bound optional, as is the site.
+ANOMALY_LABELS: TextClause = text("""
+    SELECT s.code AS site, s.timezone, a.kind, a.start_ts, a.end_ts, a.magnitude, a.source
+    FROM ingest.anomaly_label a JOIN ingest.site s ON s.id = a.site_id
+    WHERE (CAST(:site_id AS integer) IS NULL OR a.site_id = CAST(:site_id AS integer))
+      AND (CAST(:end AS timestamptz) IS NULL OR a.start_ts < CAST(:end AS timestamptz))
+      AND (CAST(:start AS timestamptz) IS NULL OR a.end_ts > CAST(:start AS timestamptz))
+    ORDER BY a.start_ts, s.code, a.kind
+    LIMIT :limit
+""")

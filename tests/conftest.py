@@ -1,0 +1,119 @@
+"""Test fixtures: one real PostgreSQL per session (embedded unless TEST_DATABASE_URL is set),
+every service's migrations applied, and one rolled-back transaction per test."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
+
+from services.common.auth import issue_token
+from services.common.db import get_session
+from services.common.migrations import upgrade_all
+from services.common.settings import ServiceSettings, to_sqlalchemy_url
+from services.common.stack import create_database, drop_database, embedded_postgres
+
+TEST_SECRET = "test-secret-not-for-production-0123456789"
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """A PostgreSQL server: TEST_DATABASE_URL's, or an embedded one deleted after the session.
+
+    Tests create their own databases on it (the role needs CREATEDB), so a shared server's
+    existing databases are never touched.
+    """
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        tmp = Path(tempfile.mkdtemp(prefix="spe-test-pg-"))
+        url = embedded_postgres(tmp / "pg", on_exit="delete")
+    yield url
+
+
+@pytest.fixture(scope="session")
+def make_database(pg_server_url: str) -> Iterator[Callable[[str], str]]:
+    """``make_database("name")`` → URL of a fresh, migrated database, dropped at session end."""
+    created: list[str] = []
+
+    def _make(name: str) -> str:
+        full = f"spe_{name}_{os.getpid()}"
+        url = create_database(pg_server_url, full)
+        upgrade_all(url)
+        created.append(full)
+        return url
+
+    yield _make
+    for name in created:
+        drop_database(pg_server_url, name)
+
+
+@pytest.fixture(scope="session")
+def database_url(make_database: Callable[[str], str]) -> str:
+    """The migrated database the in-process tests share (each test rolls back)."""
+    return make_database("test")
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = create_engine(to_sqlalchemy_url(database_url))
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def connection(engine: Engine) -> Iterator[Connection]:
+    """A connection inside a transaction that is rolled back after the test."""
+    with engine.connect() as conn:
+        trans = conn.begin()
+        yield conn
+        trans.rollback()
+
+
+@pytest.fixture
+def session(connection: Connection) -> Iterator[Session]:
+    """A session whose commits become savepoints of the test's outer transaction."""
+    with Session(bind=connection, join_transaction_mode="create_savepoint") as s:
+        yield s
+
+
+@pytest.fixture
+def settings_env(database_url: str) -> dict[str, object]:
+    """Keyword arguments every service's settings take in tests."""
+    return {
+        "database_url": database_url,
+        "environment": "test",
+        "secret_key": TEST_SECRET,
+        "log_json": False,
+        "log_level": "WARNING",
+    }
+
+
+def bind_session(app: FastAPI, session: Session) -> TestClient:
+    """A TestClient whose requests all use the test's transactional session."""
+
+    def _session() -> Iterator[Session]:
+        yield session
+        session.flush()
+
+    app.dependency_overrides[get_session] = _session
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def token_for(role: str, *, subject: str = "tester", token_type: str = "access") -> str:
+    """A valid token signed with the test secret."""
+    settings = ServiceSettings(secret_key=TEST_SECRET, environment="test")
+    return issue_token(settings, subject=subject, role=role, token_type=token_type, ttl_s=600)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def auth() -> Callable[[str], dict[str, str]]:
+    """``auth("operator")`` → headers carrying a valid token of that role."""
+    return lambda role="operator": {"Authorization": f"Bearer {token_for(role)}"}
