@@ -1,6 +1,20 @@
 import { describe, expect, it } from "vitest";
 import { classify, hasRole, withQuery } from "./api";
-import { asRatio, parseForecast, parseJob, parseRisks, percentToRatio } from "./forecast";
+import {
+  parseForecast,
+  parseJob,
+  parseRisks,
+  percentToRatio,
+  riskThreshold,
+  type EffectiveRuleOut,
+  type ForecastOut,
+  type JobOut,
+  type RiskOut,
+} from "./forecast";
+import forecastFixture from "./fixtures/forecast.json";
+import jobFixture from "./fixtures/job.json";
+import riskFixture from "./fixtures/risk.json";
+import rulesFixture from "./fixtures/site-rules.json";
 
 describe("classify", () => {
   it("tells a missing route from a named not-found", () => {
@@ -33,46 +47,46 @@ describe("roles and queries", () => {
 });
 
 describe("forecast answers", () => {
-  it("reads points, intervals and metrics whatever the field names", () => {
-    const f = parseForecast({
-      model_run: { metrics: { mape: 4.1, interval_coverage: 0.81, skill_vs_best_naive: 0.23 }, finished_at: "2026-01-15T02:00:00Z" },
-      items: [
-        { ts: "2026-01-16T01:00:00Z", predicted_kwh: 12, lower_kwh: 10, upper_kwh: 14, baseline_kwh: 11 },
-        { ts: "2026-01-16T00:00:00Z", yhat: 9, p10: 8, p90: 10 },
-      ],
-    });
+  // The fixtures are validated against the forecast and alerts services' response models by
+  // tests/forecast/test_ui_fixtures.py, so these tests read what the API really sends.
+  it("reads points, interval and model quality by the API's field names", () => {
+    const f = parseForecast(forecastFixture as ForecastOut);
     expect(f.points.map((p) => p.forecast)).toEqual([9, 12]);
     expect(f.points[1]).toMatchObject({ lower: 10, upper: 14, baseline: 11 });
     expect(f.metrics.mape).toBeCloseTo(0.041);
     expect(f.metrics.coverage).toBeCloseTo(0.81);
     expect(f.metrics.skill).toBeCloseTo(0.23);
-    expect(asRatio(0.5)).toBe(0.5);
+    expect(f.metrics).toMatchObject({ servedBaseline: false, trainedAt: "2026-01-15T11:00:02Z" });
     // A very good model: 1.2 % must not be read as a ratio of 120 %.
-    expect(parseForecast({ metrics: { mape: 1.2 } }).metrics.mape).toBeCloseTo(0.012);
+    const good = structuredClone(forecastFixture) as ForecastOut;
+    good.model_run.metrics.mape = 1.2;
+    good.served = "baseline";
+    expect(parseForecast(good).metrics).toMatchObject({ servedBaseline: true });
+    expect(parseForecast(good).metrics.mape).toBeCloseTo(0.012);
     expect(percentToRatio(null)).toBeNull();
   });
 
-  it("maps job statuses and progress scales to four states", () => {
-    expect(parseJob({ id: 3, status: "running", progress: 40 })).toMatchObject({ id: "3", status: "running", progress: 0.4 });
-    expect(parseJob({ job_id: "x", status: "succeeded" })).toMatchObject({ status: "done", progress: 1 });
-    expect(parseJob({ id: 1, status: "error", error: "too little history" })).toMatchObject({
+  it("maps job statuses to four states", () => {
+    const job = jobFixture as JobOut;
+    expect(parseJob(job)).toMatchObject({ id: "3", status: "running", progress: 0.4, detail: "backtesting" });
+    expect(parseJob({ ...job, status: "succeeded", progress: 0.9 })).toMatchObject({ status: "done", progress: 1 });
+    expect(parseJob({ ...job, status: "failed", error: "too little history" })).toMatchObject({
       status: "failed",
       detail: "too little history",
     });
   });
 
-  it("ranks equipment by probability", () => {
-    const r = parseRisks({
-      threshold: 0.7,
-      items: [
-        { equipment_code: "P0", probability: null, status: "insufficient data" },
-        { equipment: "P1", probability: 0.2 },
-        { equipment: "P2", probability: 0.9, top_factors: [{ factor: "vibration rising", feature: "vib_trend", contribution: 0.3 }] },
-      ],
-    });
-    expect(r.items.map((i) => i.equipment)).toEqual(["P2", "P1", "P0"]);
-    expect(r.items[0].factors[0]).toEqual({ name: "vibration rising", weight: 0.3 });
-    expect(r.items[2]).toMatchObject({ probability: null, status: "insufficient data" });
-    expect(r.threshold).toBe(0.7);
+  it("ranks scored equipment by probability, then the unscored with their reason", () => {
+    const r = parseRisks(riskFixture as RiskOut);
+    expect(r.map((i) => i.equipment)).toEqual(["P2", "P1", "P0"]);
+    expect(r[0].factors[0]).toEqual({ name: "vibration rising for 3 days (7.4 mm/s)", weight: 0.3 });
+    expect(r[2]).toMatchObject({ probability: null, status: "insufficient data", message: "2 days of telemetry; 14 needed" });
+  });
+
+  it("takes the alert threshold from the site's enabled equipment-risk rules", () => {
+    const rules = rulesFixture as EffectiveRuleOut[];
+    expect(riskThreshold(rules)).toBe(0.7);
+    expect(riskThreshold(rules.map((r) => ({ ...r, enabled: true })))).toBe(0.5);
+    expect(riskThreshold(rules.filter((r) => r.kind !== "equipment_risk"))).toBeNull();
   });
 });

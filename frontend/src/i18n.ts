@@ -155,6 +155,10 @@ const fr = {
   "maint.vibration": "Vibration (mm/s)",
   "maint.temperature": "Température (°C)",
   "maint.threshold": "Seuil d'alerte : {v}",
+  "maint.insufficient": "données insuffisantes",
+  "maint.inFailure": "en panne",
+  "maint.noRanking":
+    "Pas encore de classement : il faut assez d'historique de pannes pour entraîner le modèle (calcul chaque nuit).",
 
   "analysis.title": "Analyse",
   "analysis.apply": "Afficher",
@@ -367,6 +371,9 @@ const en: Record<Key, string> = {
   "maint.vibration": "Vibration (mm/s)",
   "maint.temperature": "Temperature (°C)",
   "maint.threshold": "Alert threshold: {v}",
+  "maint.insufficient": "insufficient data",
+  "maint.inFailure": "in failure",
+  "maint.noRanking": "No ranking yet: the model needs enough failure history to learn from (computed nightly).",
 
   "analysis.title": "Analysis",
   "analysis.apply": "Show",

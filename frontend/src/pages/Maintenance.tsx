@@ -4,7 +4,7 @@ import { api } from "../api";
 import { Chart, COLORS } from "../components/Chart";
 import { Select } from "../components/Field";
 import { Empty, ErrorBox, Load } from "../components/States";
-import { FORECAST_PATHS, parseRisks, type Risk } from "../forecast";
+import { FORECAST_PATHS, parseRisks, riskThreshold, type EffectiveRuleOut, type Risk, type RiskOut } from "../forecast";
 import { formatNumber, formatPercent } from "../format";
 import { useLoad, useSites } from "../hooks";
 import { useI18n } from "../i18n";
@@ -32,7 +32,19 @@ export function MaintenancePage(): ReactNode {
   const selected = query.get("equipment");
   const siteParam = site === "ALL" ? null : site;
   const risks = useLoad(`risk|${site}`, async (signal) =>
-    parseRisks(await api<unknown>(FORECAST_PATHS.risk, { query: { site: siteParam }, signal })),
+    parseRisks(await api<RiskOut>(FORECAST_PATHS.risk, { query: { site: siteParam }, signal })),
+  );
+  // Where the alerts service raises an incident, per site (its equipment-risk rules).
+  const siteCodes = siteParam ? [siteParam] : (sites.data ?? []).map((s) => s.code);
+  const thresholds = useLoad(siteCodes.length ? `risk-rules|${siteCodes.join(",")}` : null, async (signal) =>
+    Object.fromEntries(
+      await Promise.all(
+        siteCodes.map(async (code) => [
+          code,
+          riskThreshold(await api<EffectiveRuleOut[]>(FORECAST_PATHS.siteRules(code), { signal })),
+        ]),
+      ),
+    ) as Record<string, number | null>,
   );
   // The equipment list is always there (ingest), so the page is useful before the ranking is.
   const equipment = useLoad(`equipment|${site}`, (signal) =>
@@ -62,7 +74,12 @@ export function MaintenancePage(): ReactNode {
           <h2>{t("maint.ranking")}</h2>
           {risks.error && !risks.data ? (
             <>
-              <ErrorBox error={risks.error} what={t("maint.what")} onRetry={risks.reload} />
+              {risks.error.error === "PredictionsNotFound" ? (
+                // A normal state of a young installation: no failure model yet.
+                <Empty>{t("maint.noRanking")}</Empty>
+              ) : (
+                <ErrorBox error={risks.error} what={t("maint.what")} onRetry={risks.reload} />
+              )}
               <Load state={equipment} isEmpty={(e) => e.length === 0}>
                 {(list) => (
                   <ul className="rows" data-testid="equipment-list">
@@ -82,8 +99,15 @@ export function MaintenancePage(): ReactNode {
               </Load>
             </>
           ) : (
-            <Load state={risks} isEmpty={(r) => r.items.length === 0}>
-              {(r) => <RiskTable items={r.items} threshold={r.threshold} selected={selected} onSelect={(c) => setQuery({ equipment: c })} />}
+            <Load state={risks} isEmpty={(r) => r.length === 0}>
+              {(r) => (
+                <RiskTable
+                  items={r}
+                  thresholds={thresholds.data ?? null}
+                  selected={selected}
+                  onSelect={(c) => setQuery({ equipment: c })}
+                />
+              )}
             </Load>
           )}
         </div>
@@ -96,11 +120,23 @@ export function MaintenancePage(): ReactNode {
   );
 }
 
-function RiskTable(props: { items: Risk[]; threshold: number; selected: string | null; onSelect: (code: string) => void }): ReactNode {
+function RiskTable(props: {
+  items: Risk[];
+  /** per site: the probability that raises an incident (null: no enabled rule); null: unknown */
+  thresholds: Record<string, number | null> | null;
+  selected: string | null;
+  onSelect: (code: string) => void;
+}): ReactNode {
   const { t, lang } = useI18n();
+  const threshold = (r: Risk): number | null => (r.site && props.thresholds ? (props.thresholds[r.site] ?? null) : null);
+  const distinct = [...new Set(Object.values(props.thresholds ?? {}))];
   return (
     <>
-      <p className="muted">{t("maint.threshold", { v: formatPercent(props.threshold, lang, 0) })}</p>
+      {distinct.length === 1 && distinct[0] !== null && (
+        <p className="muted" data-testid="risk-threshold" data-value={distinct[0]}>
+          {t("maint.threshold", { v: formatPercent(distinct[0], lang, 0) })}
+        </p>
+      )}
       <div className="table-wrap">
         <table data-testid="risk-table">
           <thead>
@@ -111,28 +147,35 @@ function RiskTable(props: { items: Risk[]; threshold: number; selected: string |
             </tr>
           </thead>
           <tbody>
-            {props.items.map((r) => (
-              <tr
-                key={r.equipment}
-                className={`${r.probability !== null && r.probability >= props.threshold ? "risk-high" : ""} ${r.equipment === props.selected ? "selected" : ""}`}
-                onClick={() => props.onSelect(r.equipment)}
-              >
-                <td>
-                  <strong>{r.equipment}</strong> {r.name && <span className="muted">{r.name}</span>}
-                </td>
-                <td className="num">
-                  {r.probability === null ? (
-                    <span className="muted">{r.status ?? "—"}</span>
-                  ) : (
-                    <>
-                      <span className="prob-bar" style={{ width: `${Math.round(r.probability * 100)}%` }} />
-                      {formatPercent(r.probability, lang, 0)}
-                    </>
-                  )}
-                </td>
-                <td>{r.factors.map((f) => f.name).join(", ") || "—"}</td>
-              </tr>
-            ))}
+            {props.items.map((r) => {
+              const limit = threshold(r);
+              const high = r.probability !== null && limit !== null && r.probability >= limit;
+              return (
+                <tr
+                  key={r.equipment}
+                  data-equipment={r.equipment}
+                  data-probability={r.probability ?? ""}
+                  className={`${high ? "risk-high" : ""} ${r.equipment === props.selected ? "selected" : ""}`}
+                  onClick={() => props.onSelect(r.equipment)}
+                >
+                  <td>
+                    <strong>{r.equipment}</strong> {r.name && <span className="muted">{r.name}</span>}
+                    {r.site && <span className="muted"> · {r.site}</span>}
+                  </td>
+                  <td className="num">
+                    {r.probability === null ? (
+                      <span className="muted unscored">{t(r.status === "in failure" ? "maint.inFailure" : "maint.insufficient")}</span>
+                    ) : (
+                      <>
+                        <span className="prob-bar" style={{ width: `${Math.round(r.probability * 100)}%` }} />
+                        {formatPercent(r.probability, lang, 0)}
+                      </>
+                    )}
+                  </td>
+                  <td>{r.probability === null ? (r.message ?? "—") : r.factors.map((f) => f.name).join(", ") || "—"}</td>
+                </tr>
+              );
+            })}
           </tbody>
         </table>
       </div>

@@ -4,7 +4,7 @@ import { api, ApiError, hasRole } from "../api";
 import { Chart, COLORS } from "../components/Chart";
 import { Select } from "../components/Field";
 import { Empty, ErrorBox, Load, Loading } from "../components/States";
-import { FORECAST_PATHS, parseForecast, parseJob, type Forecast, type Job } from "../forecast";
+import { FORECAST_PATHS, parseForecast, parseJob, type Forecast, type ForecastOut, type Job, type JobOut } from "../forecast";
 import { formatDateTime, formatEnergy, formatPercent } from "../format";
 import { useLoad, useSites } from "../hooks";
 import { useI18n } from "../i18n";
@@ -15,12 +15,19 @@ import { useUser } from "../session";
 const DAY_S = 86_400;
 
 interface PredictionData {
-  forecast: Forecast;
+  /** null: no forecast issued for this site yet (a retrain issues one) */
+  forecast: Forecast | null;
   actual: Map<number, number>;
 }
 
 async function loadPrediction(site: string, signal: AbortSignal): Promise<PredictionData> {
-  const forecast = parseForecast(await api<unknown>(FORECAST_PATHS.forecast(site), { signal }));
+  let forecast: Forecast;
+  try {
+    forecast = parseForecast(await api<ForecastOut>(FORECAST_PATHS.forecast(site), { signal }));
+  } catch (exc) {
+    if (exc instanceof ApiError && exc.error === "ForecastNotFound") return { forecast: null, actual: new Map() };
+    throw exc;
+  }
   const actual = new Map<number, number>();
   // The two days before the forecast (and any part of it already measured) as the "actual".
   const first = forecast.points[0]?.ts ?? Math.floor(Date.now() / 1000);
@@ -46,7 +53,6 @@ export function PredictionsPage(): ReactNode {
   const site = query.get("site") ?? known[0]?.code ?? "";
   const tz = known.find((s) => s.code === site)?.timezone;
   const state = useLoad<PredictionData>(site ? `pred|${site}` : null, (signal) => loadPrediction(site, signal));
-  const routeMissing = state.error?.kind === "missing";
 
   return (
     <section className="predictions">
@@ -61,7 +67,7 @@ export function PredictionsPage(): ReactNode {
             onChange={(v) => setQuery({ site: v })}
           />
         </div>
-        {site && hasRole(user, "operator") && !routeMissing && <Regenerate site={site} onDone={state.reload} />}
+        {site && hasRole(user, "operator") && <Regenerate site={site} onDone={state.reload} />}
       </div>
       {sites.error && !sites.data ? (
         <ErrorBox error={sites.error} onRetry={sites.reload} />
@@ -72,12 +78,12 @@ export function PredictionsPage(): ReactNode {
       ) : (
         <Load state={state} what={t("pred.what")}>
           {(d) =>
-            d.forecast.points.length === 0 ? (
+            d.forecast === null || d.forecast.points.length === 0 ? (
               <Empty>{t("pred.noForecast")}</Empty>
             ) : (
               <div className="grid-2">
                 <div className="card">
-                  <ForecastChart data={d} timeZone={tz} />
+                  <ForecastChart forecast={d.forecast} actual={d.actual} timeZone={tz} />
                 </div>
                 <Metrics forecast={d.forecast} timeZone={tz} />
               </div>
@@ -89,21 +95,29 @@ export function PredictionsPage(): ReactNode {
   );
 }
 
-function ForecastChart({ data, timeZone }: { data: PredictionData; timeZone?: string }): ReactNode {
+function ForecastChart({
+  forecast,
+  actual,
+  timeZone,
+}: {
+  forecast: Forecast;
+  actual: Map<number, number>;
+  timeZone?: string;
+}): ReactNode {
   const { t, lang } = useI18n();
   const aligned = useMemo<uPlot.AlignedData>(() => {
-    const ts = [...new Set([...data.actual.keys(), ...data.forecast.points.map((p) => p.ts)])].sort((a, b) => a - b);
-    const byTs = new Map(data.forecast.points.map((p) => [p.ts, p]));
+    const ts = [...new Set([...actual.keys(), ...forecast.points.map((p) => p.ts)])].sort((a, b) => a - b);
+    const byTs = new Map(forecast.points.map((p) => [p.ts, p]));
     const col = (f: (ts: number) => number | null | undefined): (number | null)[] => ts.map((x) => f(x) ?? null);
     return [
       ts,
-      col((x) => data.actual.get(x)),
+      col((x) => actual.get(x)),
       col((x) => byTs.get(x)?.forecast),
       col((x) => byTs.get(x)?.upper),
       col((x) => byTs.get(x)?.lower),
       col((x) => byTs.get(x)?.baseline),
     ];
-  }, [data]);
+  }, [forecast, actual]);
   const fmt = (v: number | null): string => (v === null || v === undefined ? "—" : formatEnergy(v, lang));
   return (
     <Chart
@@ -140,6 +154,7 @@ function Metrics({ forecast, timeZone }: { forecast: Forecast; timeZone?: string
             <li className="warn">{t("pred.skillWorse")}</li>
           ))}
         {m.coverage !== null && <li>{t("pred.coverage", { v: formatPercent(m.coverage, lang, 0) })}</li>}
+        {forecast.message && <li className="muted" data-testid="forecast-message">{forecast.message}</li>}
         {m.trainedAt && <li className="muted">{t("pred.trainedAt", { time: formatDateTime(m.trainedAt, lang, timeZone) })}</li>}
       </ul>
     </div>
@@ -162,7 +177,7 @@ function Regenerate({ site, onDone }: { site: string; onDone: () => void }): Rea
   const follow = (id: string): void => {
     timer.current = window.setTimeout(async () => {
       try {
-        const next = parseJob(await api<unknown>(FORECAST_PATHS.job(id)));
+        const next = parseJob(await api<JobOut>(FORECAST_PATHS.job(id)));
         setJob(next);
         if (next.status === "done") onDone();
         else if (next.status !== "failed") follow(id);
@@ -175,7 +190,7 @@ function Regenerate({ site, onDone }: { site: string; onDone: () => void }): Rea
   const start = async (): Promise<void> => {
     setError(null);
     try {
-      const started = parseJob(await api<unknown>(FORECAST_PATHS.jobs, { method: "POST", body: { site } }));
+      const started = parseJob(await api<JobOut>(FORECAST_PATHS.jobs, { method: "POST", body: { site } }));
       setJob(started);
       if (started.status === "done") onDone();
       else if (started.status !== "failed") follow(started.id);
