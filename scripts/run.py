@@ -58,10 +58,12 @@ def admin_login(env: dict[str, str]) -> str:
 
 
 def seed_demo_data(env: dict[str, str]) -> None:
-    """Seed demo sites with simulated history through the ingest API if none exist."""
-    from services.ingest.simulator import seed_demo_if_empty
+    """Seed demo sites with simulated history through the ingest API if none exist, then ask
+    the forecast service for their first forecasts (else they wait for the nightly run)."""
+    from services.ingest.simulator import request_first_forecasts, seed_demo_if_empty
 
-    seed_demo_if_empty(env["INGEST_URL"], env)
+    if seed_demo_if_empty(env["INGEST_URL"], env):
+        request_first_forecasts(env["FORECAST_URL"], env)
 
 
 if __name__ == "__main__":

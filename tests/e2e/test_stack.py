@@ -56,6 +56,10 @@ def test_run_script_starts_all_services_seeds_and_stops_on_ctrl_c(e2e_database_u
             f"http://127.0.0.1:{ports['INGEST']}/v1/sites",
             headers={"Authorization": f"Bearer {token}"}, timeout=5,
         ).json()  # fmt: skip
+        jobs = httpx.get(
+            f"http://127.0.0.1:{ports['FORECAST']}/v1/jobs",
+            headers={"Authorization": f"Bearer {token}"}, timeout=5,
+        ).json()["items"]  # fmt: skip
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)
     finally:
@@ -70,4 +74,7 @@ def test_run_script_starts_all_services_seeds_and_stops_on_ctrl_c(e2e_database_u
     assert "demo data:" in "".join(output)
     assert "login: admin / " in "".join(output)
     assert len(sites) >= 3
+    # The demo's first forecasts are on their way (an every-site job, as the nightly run's).
+    assert "first forecasts: retraining job" in "".join(output)
+    assert [(j["kind"], j["site"]) for j in jobs] == [("retrain", None)]
     assert code == 0

@@ -4,7 +4,12 @@
 ``python -m services.ingest.simulator --help``.
 """
 
-from services.ingest.simulator.client import backfill, run_live, seed_demo_if_empty
+from services.ingest.simulator.client import (
+    backfill,
+    request_first_forecasts,
+    run_live,
+    seed_demo_if_empty,
+)
 from services.ingest.simulator.model import simulate
 
-__all__ = ["backfill", "run_live", "seed_demo_if_empty", "simulate"]
+__all__ = ["backfill", "request_first_forecasts", "run_live", "seed_demo_if_empty", "simulate"]

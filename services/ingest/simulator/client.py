@@ -453,23 +453,45 @@ def run_live(
     return report
 
 
-def seed_demo_if_empty(ingest_url: str, env: dict[str, str]) -> None:
-    """If the ingest API has no site, create the demo sites with 90 days of hourly history."""
+def seed_demo_if_empty(ingest_url: str, env: dict[str, str]) -> bool:
+    """If the ingest API has no site, create the demo sites with 90 days of hourly history.
+
+    True when it seeded them (False: sites already there, or seeding failed and said why).
+    """
     try:
         with IngestClient(ingest_url, client_auth(env)) as client:
             if client.list_sites():
-                return
+                return False
             sites = site_specs(DEMO_SITES)
             equipment = equipment_specs(sites)
             report = backfill(client, sites, equipment, days=DEMO_DAYS, seed=DEMO_SEED)
     except (SimulatorError, httpx.HTTPError) as exc:
         # The platform works without demo data; say why there is none and carry on.
         print(f"demo data not seeded: {exc}")
-        return
+        return False
     print(
         f"demo data: {len(sites)} sites, {len(equipment)} equipment, {DEMO_DAYS} days "
         f"({report.summary()}) in {report.seconds:.1f} s"
     )
+    return True
+
+
+def request_first_forecasts(forecast_url: str, env: dict[str, str]) -> int | None:
+    """Queue an every-site retraining (what the nightly run does); the job id, or None.
+
+    Right after the demo data is seeded, so the predictions and maintenance pages fill in within
+    a minute or two instead of after the first nightly run.
+    """
+    try:
+        with httpx.Client(base_url=forecast_url, auth=client_auth(env), timeout=10) as http:
+            answer = http.post("/v1/jobs/retrain", json={"site": None})
+            answer.raise_for_status()
+            job_id = int(answer.json()["id"])
+    except (httpx.HTTPError, KeyError, ValueError) as exc:
+        print(f"first forecasts not requested: {exc}")
+        return None
+    print(f"first forecasts: retraining job {job_id} queued (every site, then maintenance)")
+    return job_id
 
 
 def report_dict(report: Report) -> dict[str, Any]:
