@@ -39,7 +39,10 @@ VALIDATOR = jsonschema.validators.validator_for(SCHEMA)  # the draft its $schema
 
 def _errors(document: dict[str, Any]) -> list[str]:
     validator = VALIDATOR(SCHEMA)
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document)]
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator.iter_errors(document)
+    ]
 
 
 def _default_profile() -> dict[str, Any]:
@@ -145,7 +148,9 @@ def test_services_read_their_settings_from_dot_env() -> None:
 
 
 def test_every_compose_variable_is_in_env_example() -> None:
-    body = "\n".join(line for line in COMPOSE_TEXT.splitlines() if not line.lstrip().startswith("#"))
+    body = "\n".join(
+        line for line in COMPOSE_TEXT.splitlines() if not line.lstrip().startswith("#")
+    )
     used = set(re.findall(r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)", body))
 
     assert used, "no ${VAR} found: the pattern is wrong"
@@ -155,8 +160,7 @@ def test_every_compose_variable_is_in_env_example() -> None:
 def test_compose_ports_match_the_images_and_the_prometheus_targets() -> None:
     prometheus = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     targets = {
-        job["job_name"]: job["static_configs"][0]["targets"]
-        for job in prometheus["scrape_configs"]
+        job["job_name"]: job["static_configs"][0]["targets"] for job in prometheus["scrape_configs"]
     }
 
     for name in SERVICES:

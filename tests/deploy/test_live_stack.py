@@ -1,0 +1,92 @@
+"""What the images run, run here: compose's migrate job, each image's CMD (the services start
+with exactly that argv), each HEALTHCHECK command, and every service's /metrics through
+`promtool check metrics`."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from services.common.stack import free_port
+from tests.deploy import dockerfile
+from tests.deploy.conftest import (
+    COMPOSE,
+    DOCKERFILE,
+    SERVICES,
+    LiveStack,
+    exported_names,
+    metric_names,
+    promtool,
+)
+
+
+def test_migrate_job_applies_every_schema(live_stack: LiveStack) -> None:
+    image = dockerfile.target(DOCKERFILE, COMPOSE["services"]["migrate"]["build"]["target"])
+
+    assert image.cmd == ["python", "-m", "services.common.migrate"]
+    assert live_stack.migrate.returncode == 0
+    # The services answer /ready, which requires every migration at head.
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_runs_with_the_image_command(live_stack: LiveStack, name: str) -> None:
+    c = live_stack.containers[name]
+
+    assert c.argv == dockerfile.target(DOCKERFILE, name).cmd
+    assert c.proc is not None and c.proc.poll() is None, f"{name} died; see {live_stack.log_dir}"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_healthcheck_command_passes_on_a_ready_service_and_fails_without_one(
+    live_stack: LiveStack, name: str
+) -> None:
+    c = live_stack.containers[name]
+    check = dockerfile.target(DOCKERFILE, name).healthcheck
+    assert check is not None
+
+    healthy = c.run(check)
+    dead = c.run(check, UVICORN_PORT=str(free_port()))
+
+    assert healthy.returncode == 0, healthy.stderr
+    assert dead.returncode != 0
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_metrics_pass_promtool_check_metrics(live_stack: LiveStack, name: str) -> None:
+    exposition = live_stack.metrics[name]
+
+    result = subprocess.run(
+        [promtool(), "check", "metrics"], input=exposition, capture_output=True, text=True,
+        timeout=30,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "" and result.stderr.strip() == ""
+    assert f'http_requests_total{{method="GET",route="/ready",service="{name}"' in exposition or (
+        f'service="{name}"' in exposition
+    )
+
+
+def test_traffic_shows_up_in_the_domain_metrics(live_stack: LiveStack) -> None:
+    m = live_stack.metrics
+
+    assert 'ingest_rows_total{kind="reading",outcome="accepted"} 3.0' in m["ingest"]
+    assert 'ingest_rows_total{kind="reading",outcome="quarantined"} 1.0' in m["ingest"]
+    assert "ingest_batch_rows_bucket{" in m["ingest"]
+    assert 'forecast_jobs_total{status="queued"} 1.0' in m["forecast"]
+    assert 'alerts_notification_failures_total{channel="webhook"}' in m["alerts"]
+    assert 'alerts_open_incidents{severity="critical"}' in m["alerts"]
+    assert 'route="/api/v1/auth/login"' in m["gateway"]
+
+
+def test_metric_name_reader() -> None:
+    expr = (
+        'sum by (service, le) (rate(a_bucket{route!~"/x|/y"}[5m])) / on () b_total offset 10m'
+        " or vector(0) and 1e3 < c unless histogram_quantile(0.99, d_bucket) > bool 2"
+    )
+
+    assert metric_names(expr) == {"a_bucket", "b_total", "c", "d_bucket"}
+    assert exported_names("# TYPE x counter\nx_total 1.0\n# TYPE h histogram\n") >= {
+        "x_total", "x_created", "h_bucket", "h_count", "h_sum",
+    }  # fmt: skip
