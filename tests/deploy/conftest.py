@@ -70,6 +70,7 @@ class LiveStack:
     migrate: subprocess.CompletedProcess[str]
     metrics: dict[str, str]  # service -> /metrics text after some traffic
     log_dir: Path
+    database_url: str
 
 
 def container(name: str, env: dict[str, str], cwd: Path) -> Container:
@@ -181,7 +182,7 @@ def live_stack(pg_server_url: str) -> Iterator[LiveStack]:
             _wait_ready(c)
         _traffic(containers)
         metrics = {name: httpx.get(f"{c.url}/metrics").text for name, c in containers.items()}
-        yield LiveStack(containers, migrated, metrics, work)
+        yield LiveStack(containers, migrated, metrics, work, database_url)
     finally:
         for c in containers.values():
             if c.proc is not None and c.proc.poll() is None:

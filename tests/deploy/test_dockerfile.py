@@ -111,3 +111,16 @@ def test_image_builds_the_ui_with_the_makefile_commands() -> None:
 
     for command in ("npm ci", "npm run build"):
         assert command in runs and command in makefile, command
+
+
+def test_build_context_leaves_out_secrets_and_local_builds() -> None:
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+
+    # .env holds the secrets; a host's node_modules or built UI must not shadow the image's own
+    # `npm ci` / `npm run build` (COPY frontend ./ comes after npm ci).
+    assert {".env", ".venv", ".git", ".data", "frontend/node_modules"} <= ignored
+    assert {"services/gateway/static", "**/__pycache__"} <= ignored

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from services.common.stack import ROOT
@@ -105,6 +106,7 @@ def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.e2e
 def test_dashboard_uses_only_metrics_the_services_export(live_stack: LiveStack) -> None:
     available = exported(live_stack)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.common.migrations import is_up_to_date
 from services.common.stack import free_port
 from tests.deploy import dockerfile
 from tests.deploy.conftest import (
@@ -23,13 +24,16 @@ from tests.deploy.conftest import (
     promtool,
 )
 
+pytestmark = pytest.mark.e2e
+
 
 def test_migrate_job_applies_every_schema(live_stack: LiveStack) -> None:
     image = dockerfile.target(DOCKERFILE, COMPOSE["services"]["migrate"]["build"]["target"])
 
     assert image.cmd == ["python", "-m", "services.common.migrate"]
     assert live_stack.migrate.returncode == 0
-    # The services answer /ready, which requires every migration at head.
+    for service in SERVICES:
+        assert is_up_to_date(service, live_stack.database_url), service
 
 
 @pytest.mark.parametrize("name", SERVICES)

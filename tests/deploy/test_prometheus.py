@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from services.common.stack import ROOT
@@ -88,6 +89,7 @@ def test_prometheus_scrapes_the_four_services() -> None:
     assert config["rule_files"] == ["alerts.yml"]
 
 
+@pytest.mark.e2e
 def test_alert_rules_use_only_metrics_the_services_export(live_stack: LiveStack) -> None:
     available = exported(live_stack)
 
