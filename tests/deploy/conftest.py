@@ -33,6 +33,9 @@ COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 VENV_BIN = str(Path(sys.executable).parent)
 PROMTOOL = "/usr/bin/promtool"
+# Where the gateway image keeps the built UI, and where `make ui` builds it here.
+IMAGE_UI_DIR = "/app/ui"
+LOCAL_UI_DIR = ROOT / "services" / "gateway" / "static"
 
 
 def promtool() -> str:
@@ -74,8 +77,9 @@ class LiveStack:
 
 
 def container(name: str, env: dict[str, str], cwd: Path) -> Container:
-    """The argv and environment compose would give service ``name`` (image ENV, compose
-    environment, .env), with loopback addresses and the test database swapped in."""
+    """The argv and environment compose would give service ``name`` (image ENV, then compose's
+    environment), with loopback addresses, the test database and the local UI build swapped in
+    for the compose network's names and the image's /app/ui."""
     service = COMPOSE["services"][name]
     image = dockerfile.target(DOCKERFILE, service["build"]["target"])
     argv = service.get("command") or image.cmd
@@ -87,6 +91,8 @@ def container(name: str, env: dict[str, str], cwd: Path) -> Container:
     merged |= {k: env[k] for k in env if k.endswith("_URL") or k.endswith("_PORT")}
     if "UVICORN_PORT" in image_env:
         merged["UVICORN_PORT"] = env[f"{name.upper()}_PORT"]
+    if merged.get("GATEWAY_STATIC_DIR") == IMAGE_UI_DIR:
+        merged["GATEWAY_STATIC_DIR"] = str(LOCAL_UI_DIR)
     return Container(name, list(argv), merged, cwd)
 
 

@@ -8,6 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -17,6 +18,7 @@ from tests.deploy import dockerfile
 from tests.deploy.conftest import (
     COMPOSE,
     DOCKERFILE,
+    LOCAL_UI_DIR,
     SERVICES,
     LiveStack,
     exported_names,
@@ -42,6 +44,17 @@ def test_service_runs_with_the_image_command(live_stack: LiveStack, name: str) -
 
     assert c.argv == dockerfile.target(DOCKERFILE, name).cmd
     assert c.proc is not None and c.proc.poll() is None, f"{name} died; see {live_stack.log_dir}"
+
+
+def test_gateway_serves_the_ui_from_the_folder_its_image_names(live_stack: LiveStack) -> None:
+    gateway = live_stack.containers["gateway"]
+    assert (LOCAL_UI_DIR / "index.html").exists(), "the UI is not built: `make ui` (make test does)"
+
+    page = httpx.get(f"{gateway.url}/")
+
+    assert gateway.env["GATEWAY_STATIC_DIR"] == str(LOCAL_UI_DIR)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.text == (LOCAL_UI_DIR / "index.html").read_text()
 
 
 @pytest.mark.parametrize("name", SERVICES)
