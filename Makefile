@@ -10,9 +10,10 @@ UI_DEPS := frontend/node_modules/.installed
 UI_SRC := $(shell find frontend/src frontend/public -type f 2>/dev/null) frontend/index.html \
 	frontend/vite.config.ts frontend/tsconfig.json frontend/package.json frontend/package-lock.json
 CHROMIUM := /usr/bin/chromium
+PROMTOOL := /usr/bin/promtool
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test install ui ui-test chromium lint bench clean
+.PHONY: run test install ui ui-test chromium promtool lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "SP-E needs Python 3.11 or newer (set PYTHON=...)")'
@@ -46,10 +47,16 @@ chromium:
 	@test -x $(CHROMIUM) || { echo "installing Debian's chromium for the browser tests"; \
 		$(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium; }
 
+# promtool (Debian's prometheus package) checks the Prometheus config, the alert rules and their
+# unit tests, and every service's /metrics output; installed only when missing.
+promtool:
+	@test -x $(PROMTOOL) || { echo "installing Debian's prometheus package for promtool"; \
+		$(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends prometheus; }
+
 run: install ui
 	$(PY) scripts/run.py
 
-test: install ui ui-test chromium
+test: install ui ui-test chromium promtool
 	$(PY) -m pytest
 
 lint: install
