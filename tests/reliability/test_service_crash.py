@@ -1,16 +1,26 @@
-"""Ingest is killed (SIGKILL, no shutdown at all) while a client posts batches through the
-gateway, then started again: the gateway degrades to 503 on ingest's routes only, and
-recovers by itself; no acknowledged reading is lost or doubled."""
+"""A service is killed (SIGKILL, no shutdown at all) and started again, the gateway staying up:
+it degrades to 503 on that service's routes only and recovers by itself. Ingest killed under a
+posting client loses no acknowledged reading; alerts killed still gets ingest's notice of the
+readings that arrived meanwhile."""
 
 from __future__ import annotations
 
 import signal
 import time
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
-from tests.reliability.conftest import BatchSender, Stack, make_site, stored_rows, wait_for
+from tests.reliability.conftest import (
+    SERVICE_HEADERS,
+    BatchSender,
+    Stack,
+    counter,
+    make_site,
+    stored_rows,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -80,3 +90,57 @@ def test_killed_ingest_degrades_the_gateway_which_recovers_when_it_is_back(
     assert stack.procs["gateway"].proc.pid == gateway_pid  # type: ignore[union-attr]
     # Nothing acknowledged was lost to the crash, nothing doubled by the resends.
     assert stored_rows(stack.database_url, sender.site) == sender.expected_rows()
+
+
+def test_killed_alerts_degrades_its_routes_and_gets_the_missed_notice_once_back(
+    stack: Stack,
+) -> None:
+    # Arrange: a deficit 40 hours ago, older than what the schedule judges (6-hour look-back
+    # plus the evaluator's 24-hour warm-up), so only ingest's notice can make alerts see it.
+    site = make_site(stack, "KILL-ALERTS")
+    first = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=40)
+    rows = [{"site": site, "ts": (first + timedelta(hours=h)).isoformat(),
+             "consumption_kwh": 160.0 + h, "production_kwh": 10.0, "interval_s": 3600}
+            for h in range(2)]  # fmt: skip
+    ingest = httpx.Client(base_url=stack.url("ingest"), headers=SERVICE_HEADERS, timeout=10)
+    http = httpx.Client(base_url=stack.url("gateway"), headers=stack.admin, timeout=10)
+    unreachable_before = _notices(ingest, "unreachable")
+    ok_before = _notices(ingest, "ok")
+
+    # Act 1: alerts is killed; the readings arrive meanwhile.
+    alerts = stack.procs["alerts"]
+    assert alerts.proc is not None
+    alerts.proc.send_signal(signal.SIGKILL)
+    alerts.proc.wait(10)
+    posted = ingest.post("/v1/readings/batch", json=rows)
+    missed = wait_for(lambda: _notices(ingest, "unreachable") > unreachable_before)
+    down = [http.get("/api/v1/incidents"), http.get("/api/v1/alert-rules")]
+    sites = http.get("/api/v1/sites")
+    down_states = _states(http)
+
+    # Act 2: alerts is back; the kept notice reaches it.
+    stack.restart("alerts")
+    incident = wait_for(
+        lambda: http.get("/api/v1/incidents", params={"site": site}).json().get("items"),
+        timeout_s=20,
+    )
+    up_states = _states(http)
+    ok_after = _notices(ingest, "ok")
+    ingest.close()
+    http.close()
+
+    # Assert
+    assert posted.status_code == 200 and posted.json()["accepted"] == 2, posted.text
+    for answer in down:
+        assert answer.status_code == 503 and answer.headers["retry-after"], answer.text
+        assert answer.json()["detail"] == "the alerts service is not answering; retry shortly"
+    assert sites.status_code == 200 and site in [s["code"] for s in sites.json()]
+    assert down_states["alerts"] == "unavailable" and down_states["ingest"] == "ready"
+    assert missed, "ingest tried to notify alerts while it was down"
+    assert incident and incident[0]["condition_key"] == "deficit", incident
+    assert ok_after > ok_before
+    assert up_states["alerts"] == "ready"
+
+
+def _notices(ingest: httpx.Client, outcome: str) -> float:
+    return counter(ingest.get("/metrics").text, "ingest_alerts_notices_total", outcome=outcome)
