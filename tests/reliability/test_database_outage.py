@@ -3,6 +3,7 @@ one straight to ingest and one through the gateway. Nothing is restarted but Pos
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -127,5 +128,6 @@ def test_database_restart_loses_no_acknowledged_reading_and_services_recover(
     assert incident and incident[0]["condition_key"] == "deficit", incident
     assert delivered, "the delivery worker sent the new incident after the outage"
     assert schedule_ran, "the evaluation schedule ran before the outage"
-    assert "scheduled evaluation failed" in alerts_log, "the schedule met the outage"
+    # Logged by the loop (listing sites failed) or per site (evaluating one failed).
+    assert re.search(r"scheduled evaluation (of \S+ )?failed", alerts_log), "no outage seen"
     assert schedule_ok_after, "the evaluation schedule runs again after the outage"
