@@ -10,6 +10,7 @@ the same data folder again on the same socket, so the services' URL stays valid.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -72,11 +73,13 @@ class RestartablePostgres:
 @pytest.fixture(scope="package")
 def own_pg() -> Iterator[RestartablePostgres]:
     """This package's own PostgreSQL server (not the shared one: it is going to be stopped)."""
-    pg = RestartablePostgres(Path(tempfile.mkdtemp(prefix="spe-rel-pg-")) / "pg")
+    folder = Path(tempfile.mkdtemp(prefix="spe-rel-pg-"))
+    pg = RestartablePostgres(folder / "pg")
     try:
         yield pg
     finally:
         pg.close()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass
