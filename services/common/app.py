@@ -51,7 +51,9 @@ def create_app(
     )
     app.state.settings = settings
     app.state.service = service
-    app.state.db = Database(settings.database_url, settings.db_pool_size)
+    app.state.db = Database(
+        settings.database_url, settings.db_pool_size, settings.db_connect_timeout_s
+    )
     app.state.migrations_ok = False
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, service=service)

@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from functools import lru_cache
 from typing import Annotated
 
+import psycopg
 from fastapi import Depends, Request
-from sqlalchemy import Engine, MetaData, create_engine, text
+from sqlalchemy import Engine, MetaData, create_engine, exc, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.common.settings import to_sqlalchemy_url
@@ -31,23 +32,51 @@ def schema_metadata(schema: str) -> MetaData:
     return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
 
 
+# SQLSTATE classes meaning "the server is away or overloaded, not your request": connection
+# exception (08), insufficient resources (53), operator intervention (57: shutdown, restart,
+# cancelled statement).
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
+
+
 @lru_cache(maxsize=8)
-def get_engine(url: str, pool_size: int = 5) -> Engine:
-    """One pooled engine per database URL per process."""
+def get_engine(url: str, pool_size: int = 5, connect_timeout_s: int = 5) -> Engine:
+    """One pooled engine per database URL per process.
+
+    ``pool_pre_ping`` tests a pooled connection before handing it out, and one that failed
+    because the server went away invalidates the whole pool: after a database restart the
+    service reconnects by itself. ``connect_timeout`` bounds a connection attempt to an
+    unreachable host (libpq's default is to wait for ever).
+    """
     return create_engine(
         to_sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size * 2,
         pool_pre_ping=True,
         pool_recycle=1800,
+        connect_args={"connect_timeout": connect_timeout_s},
     )
+
+
+def is_database_unavailable(error: BaseException | None) -> bool:
+    """Whether ``error`` says the database cannot be reached now (retry later), not a bug."""
+    if isinstance(error, exc.TimeoutError | exc.DisconnectionError):
+        return True  # pool exhausted, or a connection found dead
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        error = error.orig
+    if not isinstance(error, psycopg.OperationalError):
+        return False
+    # No SQLSTATE: the client side failed (connection refused, closed, reset).
+    state = error.sqlstate
+    return state is None or state[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
 
 
 class Database:
     """Holds a service's engine and session factory; created once by ``create_app``."""
 
-    def __init__(self, url: str, pool_size: int = 5) -> None:
-        self.engine = get_engine(url, pool_size)
+    def __init__(self, url: str, pool_size: int = 5, connect_timeout_s: int = 5) -> None:
+        self.engine = get_engine(url, pool_size, connect_timeout_s)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
 
     def session(self) -> Iterator[Session]:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.common.db import is_database_unavailable
 
 log = logging.getLogger("spe.errors")
 
@@ -115,10 +119,44 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=422,
         )
 
+    async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+        # The database going away (restart, failover, network) is not the caller's fault nor
+        # a bug: 503 with Retry-After, so clients resend (writes are idempotent).
+        if not is_database_unavailable(exc):
+            return _internal_error(request)
+        retry_after_s = getattr(getattr(request.app.state, "settings", None), "db_retry_after_s", 2)
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        log.warning(
+            "database unavailable on %s %s: %s",
+            request.method, request.url.path, reason[0] if reason else type(exc).__name__,
+        )  # fmt: skip
+        return JSONResponse(
+            error_body(
+                "ServiceUnavailable",
+                f"the database is not answering; retry in {retry_after_s} s "
+                "(re-sending a write is safe)",
+            ),
+            status_code=503,
+            headers={"Retry-After": str(retry_after_s)},
+        )
+
+    for db_error in (
+        sa_exc.OperationalError,
+        sa_exc.TimeoutError,
+        sa_exc.DisconnectionError,
+        psycopg.OperationalError,
+    ):
+        app.add_exception_handler(db_error, _database_error)
+
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            error_body("InternalError", "an unexpected error occurred; it has been logged"),
-            status_code=500,
-        )
+        return _internal_error(request)
+
+
+def _internal_error(request: Request) -> JSONResponse:
+    """A logged 500 with no stack trace for the client (called inside an ``except``)."""
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse(
+        error_body("InternalError", "an unexpected error occurred; it has been logged"),
+        status_code=500,
+    )

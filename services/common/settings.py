@@ -25,6 +25,10 @@ class ServiceSettings(BaseSettings):
         description="SQLAlchemy URL; empty means the embedded PostgreSQL started by make run",
     )
     db_pool_size: int = 5
+    # Seconds a connection attempt may take before the request is answered 503.
+    db_connect_timeout_s: int = Field(default=5, ge=1)
+    # Retry-After of the 503 a request gets while the database is unreachable.
+    db_retry_after_s: int = Field(default=2, ge=1)
     secret_key: str = DEFAULT_SECRET
     jwt_issuer: str = "spe-gateway"
     jwt_audience: str = "spe"

@@ -142,8 +142,8 @@ class FakeForecast:
     risk: list[dict[str, Any]] | None = None
 
 
-def _serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+def _serve(handler: type[BaseHTTPRequestHandler], port: int = 0) -> tuple[ThreadingHTTPServer, str]:
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
@@ -193,8 +193,8 @@ class Webhook:
 
 
 @contextmanager
-def webhook_server() -> Iterator[Webhook]:
-    """Run a webhook receiver for the duration of the block."""
+def webhook_server(port: int = 0) -> Iterator[Webhook]:
+    """Run a webhook receiver for the duration of the block (on ``port``, or a free one)."""
     state = Webhook(url="")
     lock = threading.Lock()
 
@@ -214,7 +214,7 @@ def webhook_server() -> Iterator[Webhook]:
             self.end_headers()
             self.wfile.write(b"ok")
 
-    server, state.url = _serve(Handler)
+    server, state.url = _serve(Handler, port)
     try:
         yield state
     finally:

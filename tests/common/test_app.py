@@ -56,6 +56,38 @@ def test_ready_is_503_when_database_is_unreachable(settings_env: dict[str, Any])
     assert r.headers["retry-after"] == "5"
 
 
+# One route of each service that needs the database, and the role it takes.
+_DB_ROUTES = {
+    "ingest": ("GET", "/v1/sites", None),
+    "forecast": ("GET", "/v1/sites/S1/forecast/latest", None),
+    "alerts": ("GET", "/v1/incidents", None),
+    "gateway": ("POST", "/api/v1/auth/login", {"username": "ann", "password": "a long password"}),
+}
+
+
+@pytest.mark.parametrize("service", sorted(_DB_ROUTES))
+def test_database_down_is_503_with_retry_after_not_500(
+    service: str, settings_env: dict[str, Any], auth: Any
+) -> None:
+    # Arrange: nothing listens on port 1, so every connection attempt is refused.
+    build, settings_cls = BUILDERS[service]
+    env = settings_env | {"database_url": "postgresql://nobody@127.0.0.1:1/none",
+                          "db_retry_after_s": 3}  # fmt: skip
+    method, path, body = _DB_ROUTES[service]
+    client = TestClient(build(settings_cls(**env)), raise_server_exceptions=False)
+
+    # Act
+    r = client.request(method, path, json=body, headers=auth("viewer"))
+    health = client.get("/health")
+
+    # Assert
+    assert r.status_code == 503, r.text
+    assert r.headers["retry-after"] == "3"
+    assert r.json()["error"] == "ServiceUnavailable"
+    assert "database is not answering" in r.json()["detail"]
+    assert health.status_code == 200
+
+
 def test_metrics_label_route_template_not_raw_path(settings_env: dict[str, Any], auth: Any) -> None:
     with TestClient(build_ingest(IngestSettings(**settings_env))) as c:
         for code in ("A1", "B2", "C3"):
