@@ -24,4 +24,6 @@ USER spe
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --retries=5 \
   CMD python -c "import os,urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/ready', timeout=2)"
-CMD ["sh", "-c", "exec uvicorn --factory services.${SERVICE}.main:build_app --host ${HOST} --port ${PORT} --no-access-log"]
+# The same command make run, the tests and the benchmarks use (services.common.stack): uvicorn
+# with <SERVICE>_WORKERS worker processes and, for several, their shared metrics folder.
+CMD ["sh", "-c", "exec python -m services.common.serve ${SERVICE} --host ${HOST} --port ${PORT}"]

@@ -81,11 +81,24 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def workers(self) -> int:
+        """Worker processes it runs (``<NAME>_WORKERS``; several share one port)."""
+        return int(self.env.get(f"{self.name.upper()}_WORKERS") or 1)
+
+    @property
+    def pid(self) -> int:
+        """The process started (with several workers: their supervisor)."""
+        if self.proc is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return self.proc.pid
+
     def start(self) -> ServiceProcess:
+        # The same command as the Docker image: services.common.serve runs uvicorn with the
+        # service's workers and, for several, their shared metrics directory.
         cmd = [
-            sys.executable, "-m", "uvicorn", "--factory", f"services.{self.name}.main:build_app",
+            sys.executable, "-m", "services.common.serve", self.name,
             "--host", self.env.get("HOST", "127.0.0.1"), "--port", str(self.port),
-            "--no-access-log", "--timeout-graceful-shutdown", "5",
         ]  # fmt: skip
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(

@@ -35,13 +35,18 @@ def test_compose_volumes_are_named() -> None:
 
 def test_commands_run_by_the_images_exist() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    factory = re.search(r"services\.\$\{SERVICE\}\.main:(\w+)", dockerfile)
+    command = re.search(r"exec python -m ([\w.]+) \$\{SERVICE\}", dockerfile)
     migrate = COMPOSE["services"]["migrate"]["command"]
 
-    assert factory is not None
+    # The image runs the module that services.common.stack runs for make run and the tests.
+    assert command is not None and command.group(1) == "services.common.serve"
+    serve = importlib.import_module(command.group(1))
+    stack_source = (ROOT / "services/common/stack.py").read_text()
+    assert '"-m", "services.common.serve"' in stack_source
     for name in SERVICES:
+        assert name in serve.SERVICES
         module = importlib.import_module(f"services.{name}.main")
-        assert callable(getattr(module, factory.group(1))), name
+        assert callable(module.build_app), name
         assert COMPOSE["services"][name]["environment"]["SERVICE"] == name
     assert migrate[:2] == ["python", "-m"]
     assert callable(importlib.import_module(migrate[2]).main)
