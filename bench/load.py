@@ -83,9 +83,7 @@ def main() -> None:
         print(f"baseline (cockpit reads alone, {BASELINE_SECONDS:g} s): {baseline.summary()}")
 
         with PeakRss(pids) as rss, CpuMeter(pids, pg) as cpu:
-            mix = run_load(
-                stack["gateway"].url, headers, mixed, clients=CLIENTS, seconds=SECONDS
-            )
+            mix = run_load(stack["gateway"].url, headers, mixed, clients=CLIENTS, seconds=SECONDS)
         print(f"mixed load ({SECONDS:g} s): {mix.summary()}")
         print(f"  CPU ms per request: {cpu.per_request_ms(mix.requests)}")
         peak = {name: round(mb, 1) for name, mb in rss.peak_mb.items()}
