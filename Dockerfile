@@ -32,7 +32,9 @@ RUN pip install --no-deps .
 FROM python:3.11-slim-bookworm AS runtime
 RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin spe
 COPY --from=build /opt/venv /opt/venv
-# uvicorn reads UVICORN_HOST / UVICORN_PORT, so CMD stays in exec form with no shell.
+# services.common.serve (the start command of make run, the tests and the benchmarks) reads
+# UVICORN_HOST / UVICORN_PORT as uvicorn's CLI does, and <SERVICE>_WORKERS, so CMD stays in
+# exec form with no shell.
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 UVICORN_HOST=0.0.0.0
 WORKDIR /app
 USER 10001:10001
@@ -48,20 +50,20 @@ CMD ["python", "-m", "services.common.migrate"]
 FROM runtime AS ingest
 ENV UVICORN_PORT=8001
 EXPOSE 8001
-CMD ["uvicorn", "--factory", "services.ingest.main:build_app", "--no-access-log", "--timeout-graceful-shutdown", "5"]
+CMD ["python", "-m", "services.common.serve", "ingest"]
 
 FROM runtime AS forecast
 ENV UVICORN_PORT=8002
 EXPOSE 8002
-CMD ["uvicorn", "--factory", "services.forecast.main:build_app", "--no-access-log", "--timeout-graceful-shutdown", "5"]
+CMD ["python", "-m", "services.common.serve", "forecast"]
 
 FROM runtime AS alerts
 ENV UVICORN_PORT=8003
 EXPOSE 8003
-CMD ["uvicorn", "--factory", "services.alerts.main:build_app", "--no-access-log", "--timeout-graceful-shutdown", "5"]
+CMD ["python", "-m", "services.common.serve", "alerts"]
 
 FROM runtime AS gateway
 COPY --from=ui /ui /app/ui
 ENV UVICORN_PORT=8000 GATEWAY_STATIC_DIR=/app/ui
 EXPOSE 8000
-CMD ["uvicorn", "--factory", "services.gateway.main:build_app", "--no-access-log", "--timeout-graceful-shutdown", "5"]
+CMD ["python", "-m", "services.common.serve", "gateway"]

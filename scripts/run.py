@@ -9,7 +9,14 @@ import time
 from pathlib import Path
 
 from services.common.migrations import upgrade_all
-from services.common.stack import ROOT, embedded_postgres, service_env, start_services
+from services.common.settings import ServiceSettings
+from services.common.stack import (
+    ROOT,
+    SERVICE_PORTS,
+    embedded_postgres,
+    service_env,
+    start_services,
+)
 
 
 def main() -> int:
@@ -19,6 +26,9 @@ def main() -> int:
     print(f"database: {'DATABASE_URL' if os.environ.get('DATABASE_URL') else data / 'pg'}")
     upgrade_all(url)
     env = service_env(url)
+    settings = ServiceSettings()  # the environment and .env, as the services read them
+    for name in SERVICE_PORTS:
+        env.setdefault(f"{name.upper()}_WORKERS", str(getattr(settings, f"{name}_workers")))
     procs = start_services(env, log_dir=data / "logs")
     stop = False
 
@@ -34,7 +44,8 @@ def main() -> int:
         print(f"\nSP-E is up: {gateway.url}  (logs in {data / 'logs'})")
         print(f"  login: {admin_login(env)}   API docs: {gateway.url}/docs")
         for p in procs:
-            print(f"  {p.name:<9} {p.url}/health")
+            workers = f"  ({p.workers} workers)" if p.workers > 1 else ""
+            print(f"  {p.name:<9} {p.url}/health{workers}")
         print("Ctrl-C stops everything.")
         while not stop:
             for p in procs:

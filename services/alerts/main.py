@@ -4,7 +4,8 @@ Run with ``uvicorn --factory services.alerts.main:build_app``.
 
 Two background loops run in the lifespan, each doing its blocking work in a thread so the
 event loop keeps serving requests: the evaluation schedule (the safety net behind ingest's
-notifications) and the delivery worker (the outbox).
+notifications; one leader among all workers and replicas runs it) and the delivery worker (the
+outbox; rows taken with SKIP LOCKED, so every worker may run it).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from services.alerts.notifier import Notifier
 from services.alerts.sources import Sources
 from services.common.app import create_app
 from services.common.db import Database
+from services.common.leader import LeaderLock
 
 log = logging.getLogger("spe.alerts")
 
@@ -57,6 +59,11 @@ def evaluate_all(db: Database, sources: Sources, settings: AlertsSettings) -> in
     return done
 
 
+def _refresh_gauge(db: Database) -> None:
+    with db.sessionmaker() as session:
+        refresh_open_gauge(session)
+
+
 async def _every(period_s: float, name: str, work: Callable[[], object]) -> None:
     """Run blocking ``work`` in a thread every ``period_s``, logging (not dying on) failures."""
     while True:
@@ -74,6 +81,12 @@ def build_app(settings: AlertsSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db: Database = app.state.db
+        try:
+            # Each worker starts with the gauge at 0 (metrics.py); with several workers the
+            # latest value written is exported, so set the truth now, not at the next change.
+            await asyncio.to_thread(_refresh_gauge, db)
+        except Exception:  # the database may be late: /ready says so; the gauge comes later
+            log.exception("could not read the open incidents for the gauge")
         notifier = Notifier(settings, db.sessionmaker)
         app.state.notifier = notifier
         tasks = []
@@ -86,14 +99,19 @@ def build_app(settings: AlertsSettings | None = None) -> FastAPI:
         if settings.alerts_eval_interval_s > 0:
             sources = app.state.sources
 
+            # One pass per period for the whole service: every worker and replica runs this
+            # loop, only the holder of the leader lock evaluates (the others take over if it
+            # stops). Per-site advisory locks still keep a pass and an API call apart.
+            leader = LeaderLock(settings.database_url, "alerts.schedule")
+            app.state.schedule_leader = leader
+
+            def _pass() -> int:
+                return evaluate_all(db, sources, settings) if leader.acquire() else 0
+
             async def _schedule() -> None:
                 # The first pass waits one period: at start-up ingest may still be coming up.
                 await asyncio.sleep(settings.alerts_eval_interval_s)
-                await _every(
-                    settings.alerts_eval_interval_s,
-                    "scheduled evaluation",
-                    lambda: evaluate_all(db, sources, settings),
-                )
+                await _every(settings.alerts_eval_interval_s, "scheduled evaluation", _pass)
 
             tasks.append(asyncio.create_task(_schedule()))
         try:
@@ -106,6 +124,8 @@ def build_app(settings: AlertsSettings | None = None) -> FastAPI:
                     await task
             notifier.close()
             app.state.sources.close()
+            if getattr(app.state, "schedule_leader", None) is not None:
+                app.state.schedule_leader.release()
 
     app = create_app(
         "alerts",

@@ -8,6 +8,8 @@ OPEN_INCIDENTS = Gauge(
     "alerts_open_incidents",
     "Incidents not resolved yet (open or acknowledged), by severity",
     ["severity"],
+    # Set from the database (the truth for every worker): the latest value written wins.
+    multiprocess_mode="mostrecent",
 )
 EVALUATIONS = Counter(
     "alerts_evaluations_total",

@@ -1,10 +1,26 @@
-"""Prometheus metrics: request count and latency labelled by route template, never raw path."""
+"""Prometheus metrics: request count and latency labelled by route template, never raw path.
+
+With several uvicorn workers (``<SERVICE>_WORKERS`` > 1) ``services.common.serve`` sets
+``PROMETHEUS_MULTIPROC_DIR`` before the workers start: prometheus_client then keeps every
+worker's values in files there, and ``/metrics`` (answered by any one worker) adds them up.
+Gauges say how (``multiprocess_mode``); the per-process ``process_*`` / ``python_*`` series are
+not exported in that mode.
+"""
 
 from __future__ import annotations
 
+import os
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -64,6 +80,20 @@ def route_template(scope: Scope) -> str:
     return template or UNMATCHED_ROUTE
 
 
+def multiprocess_dir() -> str | None:
+    """The shared metrics folder when workers run in multiprocess mode, else None."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def exposition() -> bytes:
+    """Every metric in the Prometheus text format: all workers' when several share the port."""
+    if multiprocess_dir() is None:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry)
+
+
 async def metrics_endpoint(_: Request) -> Response:
-    """Expose the process's metrics in the Prometheus text format."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    """Expose the metrics in the Prometheus text format."""
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -42,6 +42,12 @@ class ServiceSettings(BaseSettings):
     ingest_port: int = 8001
     forecast_port: int = 8002
     alerts_port: int = 8003
+    # uvicorn worker processes per service (services.common.serve); more than one switches
+    # Prometheus metrics to multiprocess mode.
+    gateway_workers: int = Field(default=1, ge=1, le=64)
+    ingest_workers: int = Field(default=1, ge=1, le=64)
+    forecast_workers: int = Field(default=1, ge=1, le=64)
+    alerts_workers: int = Field(default=1, ge=1, le=64)
     ingest_url: str = ""
     forecast_url: str = ""
     alerts_url: str = ""

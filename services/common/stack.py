@@ -6,7 +6,9 @@ start the stack exactly the same way.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -81,16 +83,32 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def workers(self) -> int:
+        """Worker processes it runs (``<NAME>_WORKERS``; several share one port)."""
+        return int(self.env.get(f"{self.name.upper()}_WORKERS") or 1)
+
+    @property
+    def pid(self) -> int:
+        """The process started (with several workers: their supervisor)."""
+        if self.proc is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return self.proc.pid
+
     def start(self) -> ServiceProcess:
+        # The same command as the Docker image: services.common.serve runs uvicorn with the
+        # service's workers and, for several, their shared metrics directory.
         cmd = [
-            sys.executable, "-m", "uvicorn", "--factory", f"services.{self.name}.main:build_app",
+            sys.executable, "-m", "services.common.serve", self.name,
             "--host", self.env.get("HOST", "127.0.0.1"), "--port", str(self.port),
-            "--no-access-log", "--timeout-graceful-shutdown", "5",
         ]  # fmt: skip
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        # A session (process group) of its own: with several workers, a hard stop reaches
+        # the workers too, not only their supervisor.
         self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
-        )
+            cmd, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
         return self
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
@@ -116,8 +134,15 @@ class ServiceProcess:
         try:
             self.proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            self.kill()
+
+    def kill(self) -> None:
+        """Down hard (SIGKILL), as a crash would: the process and all its workers."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
 
 
 def service_env(database_url: str, **overrides: str) -> dict[str, str]:

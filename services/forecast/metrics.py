@@ -16,6 +16,8 @@ BACKTEST_MAPE = Gauge(
     "forecast_backtest_mape",
     "MAPE (percent) of the latest backtest of a site's model, by site and kind",
     ["site", "kind"],
+    # Set from the latest run (the same for every worker): the latest value written wins.
+    multiprocess_mode="mostrecent",
 )
 JOBS = Counter(
     "forecast_jobs_total",

@@ -15,8 +15,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from jose import jwt
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from services.common.auth import ROLE_RANK, issue_token, verify_token
 from services.common.db import SessionDep
@@ -92,70 +92,80 @@ def client_addr(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def _user_caller(
+def _load_user(session: Session, cache: AuthCache, username: str) -> None:
+    """Look the user up and cache what was found (an absent or inactive user as refused)."""
+    user = find_user(session, username)
+    if user is None or not user.active:
+        cache.put(f"user:{username}", None)
+    else:
+        caller = Caller("user", user.username, user.role, (), user_id=user.id)
+        cache.put(f"user:{username}", caller, user.tokens_valid_after.timestamp())
+
+
+def _load_token(session: Session, cache: AuthCache, key: str, secret: str) -> None:
+    """Look the API token up, record its use, and cache what was found."""
+    row = find_api_token(session, secret)
+    caller = None
+    if (
+        row is not None
+        and row.revoked_at is None
+        and (row.expires_at is None or row.expires_at > datetime.now(UTC))
+    ):
+        role = "operator" if "write" in row.scopes else "viewer"
+        caller = Caller("api_token", row.name, role, tuple(row.scopes), token_id=row.id)
+        touch_api_token(session, row.id)
+    cache.put(key, caller)
+
+
+async def _user_caller(
     session: Session, settings: GatewaySettings, cache: AuthCache, token: str
 ) -> Caller:
-    claims_principal = verify_token(settings, token, allowed_types=("access",))
-    # iat is not exposed by Principal; read it from the claims verify_token just checked.
-    issued_at = float(jwt.get_unverified_claims(token).get("iat", 0))
-    username = claims_principal.subject
-    entry = cache.get(f"user:{username}")
+    principal = verify_token(settings, token, allowed_types=("access",))
+    key = f"user:{principal.subject}"
+    entry = cache.get(key)
     if entry is None:
-        user = find_user(session, username)
-        if user is None or not user.active:
-            cache.put(f"user:{username}", None)
-            entry = cache.get(f"user:{username}")
-        else:
-            caller = Caller("user", user.username, user.role, (), user_id=user.id)
-            cache.put(f"user:{username}", caller, user.tokens_valid_after.timestamp())
-            entry = cache.get(f"user:{username}")
+        await run_in_threadpool(_load_user, session, cache, principal.subject)
+        entry = cache.get(key)
     if entry is None or entry.caller is None:
         raise NotAuthenticated("this account is disabled or no longer exists")
     # iat has whole seconds: a token issued in the second of the change stays valid.
-    if issued_at < int(entry.valid_after):
+    if principal.issued_at < int(entry.valid_after):
         raise NotAuthenticated("this session has ended (password or role changed); log in again")
     return entry.caller
 
 
-def _token_caller(session: Session, cache: AuthCache, secret: str) -> Caller:
+async def _token_caller(session: Session, cache: AuthCache, secret: str) -> Caller:
     key = f"token:{digest(secret)}"
     entry = cache.get(key)
     if entry is None:
-        row = find_api_token(session, secret)
-        caller = None
-        if (
-            row is not None
-            and row.revoked_at is None
-            and (row.expires_at is None or row.expires_at > datetime.now(UTC))
-        ):
-            role = "operator" if "write" in row.scopes else "viewer"
-            caller = Caller("api_token", row.name, role, tuple(row.scopes), token_id=row.id)
-            touch_api_token(session, row.id)
-        cache.put(key, caller)
+        await run_in_threadpool(_load_token, session, cache, key, secret)
         entry = cache.get(key)
     if entry is None or entry.caller is None:
         raise NotAuthenticated("this API token is unknown, revoked or expired")
     return entry.caller
 
 
-def authenticate(
+async def authenticate(
     request: Request,
     session: SessionDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Caller:
-    """Dependency: the verified caller, from ``Authorization: Bearer`` or ``X-API-Key``."""
+    """Dependency: the verified caller, from ``Authorization: Bearer`` or ``X-API-Key``.
+
+    Async: a caller found in the cache costs no thread-pool hop; only a lookup goes to one.
+    """
     settings: GatewaySettings = request.app.state.settings
     cache = auth_cache(request)
     if bearer is not None:
         token = bearer.credentials.strip()
         if token.startswith(API_TOKEN_PREFIX):
-            return _token_caller(session, cache, token)
-        return _user_caller(session, settings, cache, token)
+            return await _token_caller(session, cache, token)
+        return await _user_caller(session, settings, cache, token)
     if api_key:
         if not api_key.startswith(API_TOKEN_PREFIX):
             raise NotAuthenticated("X-API-Key must carry an API token (spe_…)")
-        return _token_caller(session, cache, api_key.strip())
+        return await _token_caller(session, cache, api_key.strip())
     raise NotAuthenticated(
         "missing credentials: send 'Authorization: Bearer <token>' or 'X-API-Key: spe_…'"
     )

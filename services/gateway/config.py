@@ -24,6 +24,10 @@ class GatewaySettings(ServiceSettings):
     # How long a user's role / active flag or an API token's state is cached per process:
     # deactivation, demotion and revocation reach every replica within this delay.
     auth_cache_s: float = Field(default=5.0, ge=0)
+    # Seconds a cockpit read (a site's readings, balance, weather, forecast, deficit histogram)
+    # is served from the gateway process's memory (0: off). Writes through the same process
+    # drop the site's entries at once; data written elsewhere shows up within this delay.
+    gateway_read_cache_s: float = Field(default=2.0, ge=0, le=60)
     # Lifetime of the token the gateway mints for each caller when calling an internal service.
     upstream_token_s: int = Field(default=120, ge=30)
     # Uploads are processed before the internal service answers: they get a longer read timeout.

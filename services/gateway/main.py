@@ -26,6 +26,7 @@ from services.gateway.authn import AuthCache
 from services.gateway.config import GatewaySettings
 from services.gateway.headers import SecurityHeadersMiddleware
 from services.gateway.proxy import close_upstreams, open_upstreams
+from services.gateway.readcache import ReadCache
 from services.gateway.service import ensure_first_admin
 
 log = logging.getLogger("spe.gateway")
@@ -80,6 +81,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
         description=DESCRIPTION,
     )
     app.state.auth_cache = AuthCache(ttl_s=settings.auth_cache_s)
+    app.state.read_cache = ReadCache(ttl_s=settings.gateway_read_cache_s)
     status.replace_ready_probe(app)
     static.mount_ui(app, settings)  # the router's fallback: every route above keeps priority
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.environment == "production")

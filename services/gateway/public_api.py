@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from services.common.db import SessionDep
 from services.gateway.authn import Caller, client_addr, require
 from services.gateway.config import GatewaySettings
-from services.gateway.proxy import forward
+from services.gateway.proxy import cached_read, forward
 from services.gateway.schemas import ErrorOut
 from services.gateway.service import audit
 
@@ -57,6 +57,7 @@ class Route:
     action: str | None = None  # audit action: every write is recorded
     target: str | None = None  # what the audit entry is about: "site", "incident"...
     status_code: int = 200
+    cache: bool = False  # an idempotent cockpit read: micro-cached, with an ETag (readcache)
 
 
 _SITE = {
@@ -220,12 +221,12 @@ ROUTES: list[Route] = [
     Route("GET", "/sites/{code}/readings", "/v1/sites/{code}/readings", "viewer",
           "A site's readings over a range, aggregated by resolution", "sites",
           query=(*_RANGE, ("resolution", "raw | hour | day | week | month"), _SOURCE),
-          response_example=_READINGS),
+          response_example=_READINGS, cache=True),
     Route("GET", "/sites/{code}/balance", "/v1/sites/{code}/balance", "viewer",
           "Consumed, produced, coverage rate and deficit of a site over a range", "sites",
-          query=(*_RANGE, _SOURCE), response_example=_BALANCE),
+          query=(*_RANGE, _SOURCE), response_example=_BALANCE, cache=True),
     Route("GET", "/sites/{code}/weather", "/v1/sites/{code}/weather", "viewer",
-          "Weather at a site over a range", "sites", query=(*_RANGE, _SOURCE)),
+          "Weather at a site over a range", "sites", query=(*_RANGE, _SOURCE), cache=True),
     Route("GET", "/equipment", "/v1/equipment", "viewer", "List equipment", "equipment",
           query=(("site", "only this site's equipment"),)),
     Route("POST", "/equipment", "/v1/equipment", "admin", "Register equipment at a site",
@@ -283,7 +284,7 @@ ALERT_ROUTES: list[Route] = [
     Route("GET", "/alerts/histogram", "/v1/sites/{site}/deficit-histogram", "viewer",
           "Hours in deficit at a site by local hour of day and by day", "alerts",
           service="alerts", query=(("site", "site code"), *_RANGE, _SOURCE),
-          required=("site", "start", "end"), response_example=_HISTOGRAM),
+          required=("site", "start", "end"), response_example=_HISTOGRAM, cache=True),
     Route("GET", "/alerts/audit", "/v1/audit", "viewer",
           "Changes to incidents, rules, silences and deliveries, newest first", "alerts",
           service="alerts",
@@ -385,11 +386,11 @@ FORECAST_ROUTES: list[Route] = [
     Route("GET", "/sites/{code}/forecast", "/v1/sites/{code}/forecast/latest", "viewer",
           "A site's latest day-ahead forecast: hourly points with 80 % interval and the "
           "seasonal-naive baseline, the model run, and whether the baseline is served",
-          "forecasts", service="forecast", response_example=_FORECAST),
+          "forecasts", service="forecast", response_example=_FORECAST, cache=True),
     Route("GET", "/sites/{code}/forecast/vs-actual", "/v1/sites/{code}/forecast/vs-actual",
           "viewer", "Forecast as issued the day before versus measured, hour by hour", "forecasts",
           service="forecast", query=(*_RANGE, ("kind", "load | production (default load)")),
-          required=("start", "end")),
+          required=("start", "end"), cache=True),
     Route("GET", "/model-runs", "/v1/model-runs", "viewer",
           "Model runs with their backtest metrics, newest first (keyset pagination)",
           "forecasts", service="forecast",
@@ -474,6 +475,9 @@ def _endpoint(route: Route) -> Callable[..., Awaitable[Response]]:
         # idle in a transaction while the internal service works (an import can take minutes).
         if session.in_transaction():
             await run_in_threadpool(session.commit)
+        if route.cache:
+            site = params.get("code") or params.get("site")
+            return await cached_read(request, caller, route.service, upstream_path, site)
         forwarded = await forward(
             request,
             caller,
@@ -481,6 +485,11 @@ def _endpoint(route: Route) -> Callable[..., Awaitable[Response]]:
             path=upstream_path,
             timeout_s=settings.import_timeout_s if route.body == "multipart" else None,
         )
+        if route.method != "GET":
+            # Whatever it did, a write drops the cached reads of the site it names (all of
+            # them when it names none): this process never serves data from before it.
+            written = params.get("code") if route.path.startswith("/sites/{code}") else None
+            request.app.state.read_cache.invalidate(written)
         if route.action is not None:
             summary = forwarded.summary()
             key = params[path_params[0]] if path_params else None

@@ -75,10 +75,8 @@ def test_service_image_has_a_healthcheck_and_exposes_its_port(name: str) -> None
 
     assert image.healthcheck is not None and image.healthcheck[0] == "python"
     assert image.exposed == [int(image.env["UVICORN_PORT"])]
-    assert image.cmd == [
-        "uvicorn", "--factory", f"services.{name}.main:build_app",
-        "--no-access-log", "--timeout-graceful-shutdown", "5",
-    ]  # fmt: skip
+    # The start command of make run, the tests and the benchmarks (services.common.stack).
+    assert image.cmd == ["python", "-m", "services.common.serve", name]
 
 
 def test_base_images_are_slim_and_pinned() -> None:

@@ -3,15 +3,21 @@ issued, maintenance scored, and not scheduled twice."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.common.settings import to_sqlalchemy_url
 from services.forecast.config import ForecastSettings
 from services.forecast.data import IngestReader
-from services.forecast.jobs import run_nightly, seconds_until
+from services.forecast.jobs import enqueue_nightly, run_nightly, seconds_until
+from services.forecast.models import Job
 from tests.forecast.conftest import IngestAPI
 
 
@@ -56,3 +62,29 @@ def test_seconds_until_the_nightly_hour() -> None:
     assert seconds_until(2, at) == 30 * 60
     assert seconds_until(1, at) == 23.5 * 3600
     assert seconds_until(1, datetime(2026, 11, 23, 1, tzinfo=UTC)) == 24 * 3600
+
+
+def test_nightly_scheduled_by_many_workers_at_once_is_one_job(
+    make_database: Callable[[str], str],
+) -> None:
+    # Arrange: committed data, as N worker processes see it (not the rolled-back test session)
+    engine = create_engine(to_sqlalchemy_url(make_database("nightly_workers")))
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    settings = ForecastSettings(database_url="postgresql://unused", environment="test")
+    barrier = threading.Barrier(4)
+
+    def worker(_: int) -> tuple[int, bool] | None:
+        barrier.wait()  # all wake at the nightly hour together
+        return enqueue_nightly(sessions, settings)
+
+    # Act
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(worker, range(4)))
+
+    # Assert
+    scheduled = [o for o in outcomes if o is not None]
+    with sessions() as s:
+        jobs = s.scalars(select(Job).where(Job.requested_by == "schedule")).all()
+    engine.dispose()
+    assert len(scheduled) == 1 and scheduled[0][1] is True
+    assert [j.id for j in jobs] == [scheduled[0][0]]

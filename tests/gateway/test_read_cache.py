@@ -1,0 +1,243 @@
+"""The gateway's micro-cache of cockpit reads, its invalidation on writes, and ETag / 304.
+
+The upstream here is a small real HTTP server whose answers change on every call (a counter),
+so a repeated answer can only have come from the gateway's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from services.common.settings import ServiceSettings
+from services.common.stack import free_port
+from services.gateway.config import GatewaySettings
+from services.gateway.readcache import CachedRead, ReadCache, etag_of, matches
+from tests.conftest import TEST_SECRET
+from tests.gateway.conftest import access_token, make_user
+
+BALANCE = "/api/v1/sites/LYON1/balance?start=2026-01-01T00:00:00Z&end=2026-01-02T00:00:00Z"
+OTHER_SITE = "/api/v1/sites/PARIS2/balance?start=2026-01-01T00:00:00Z&end=2026-01-02T00:00:00Z"
+
+
+class Counting:
+    """Upstream answers: every call gets the next number, so a cached answer shows."""
+
+    def __init__(self) -> None:
+        self.calls = itertools.count(1)
+        self.last = 0
+
+    async def handle(self, request: Request) -> Response:
+        from services.common.auth import verify_token
+
+        principal = verify_token(
+            ServiceSettings(secret_key=TEST_SECRET, environment="test"),
+            request.headers["authorization"].removeprefix("Bearer "),
+        )
+        self.last = n = next(self.calls)
+        if "MISSING" in request.url.path:
+            return JSONResponse({"error": "SiteNotFound", "detail": "no site"}, 404)
+        if "SLOW" in request.url.path:
+            await asyncio.sleep(0.3)
+        if request.method != "GET":
+            await request.body()
+            return JSONResponse({"received": 1, "accepted": 1, "quarantined": 0}, 200)
+        return JSONResponse({"n": n, "path": request.url.path, "role": principal.role})
+
+
+@pytest.fixture(scope="module")
+def counting() -> Iterator[tuple[str, Counting]]:
+    upstream = Counting()
+    app = Starlette(
+        routes=[Route("/{path:path}", upstream.handle, methods=["GET", "POST", "PATCH"])]
+    )
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}", upstream
+    server.should_exit = True
+    thread.join(5)
+
+
+@pytest.fixture
+def cached_client(
+    make_client: Callable[..., TestClient], counting: tuple[str, Counting]
+) -> Callable[..., TestClient]:
+    return lambda **kw: make_client(ingest_url=counting[0], alerts_url=counting[0], **kw)
+
+
+@pytest.fixture
+def as_role(session: Session, gateway_settings: GatewaySettings) -> Callable[[str], dict[str, str]]:
+    def _headers(role: str) -> dict[str, str]:
+        user = make_user(session, role=role)
+        return {"Authorization": f"Bearer {access_token(gateway_settings, user)}"}
+
+    return _headers
+
+
+def test_repeated_read_is_served_from_memory_until_the_ttl(
+    cached_client: Callable[..., TestClient], as_role: Callable[[str], dict[str, str]]
+) -> None:
+    client, viewer = cached_client(gateway_read_cache_s=0.5), as_role("viewer")
+
+    first = client.get(BALANCE, headers=viewer)
+    again = client.get(BALANCE, headers=viewer)
+    time.sleep(0.6)
+    later = client.get(BALANCE, headers=viewer)
+
+    assert first.status_code == again.status_code == later.status_code == 200
+    assert again.json()["n"] == first.json()["n"]
+    assert later.json()["n"] > first.json()["n"]
+    assert again.headers["etag"] == first.headers["etag"]
+    assert again.headers["content-type"] == "application/json"
+    assert first.headers["cache-control"] == "no-store"  # browsers still never store API data
+
+
+def test_write_through_the_gateway_drops_that_sites_reads_only(
+    cached_client: Callable[..., TestClient], as_role: Callable[[str], dict[str, str]]
+) -> None:
+    client, admin = cached_client(gateway_read_cache_s=30), as_role("admin")
+    lyon, paris = client.get(BALANCE, headers=admin), client.get(OTHER_SITE, headers=admin)
+
+    patched = client.patch("/api/v1/sites/LYON1", json={"name": "Lyon"}, headers=admin)
+    lyon_after, paris_after = (
+        client.get(BALANCE, headers=admin),
+        client.get(OTHER_SITE, headers=admin),
+    )
+    batch = client.post("/api/v1/readings/batch", json=[], headers=admin)  # names no site
+    paris_last = client.get(OTHER_SITE, headers=admin)
+
+    assert patched.status_code == batch.status_code == 200
+    assert lyon_after.json()["n"] > lyon.json()["n"]  # LYON1 was written: asked again
+    assert paris_after.json()["n"] == paris.json()["n"]  # PARIS2 was not
+    assert paris_last.json()["n"] > paris.json()["n"]  # a batch may touch any site
+
+
+def test_cache_key_includes_the_callers_role(
+    cached_client: Callable[..., TestClient], as_role: Callable[[str], dict[str, str]]
+) -> None:
+    client = cached_client(gateway_read_cache_s=30)
+
+    viewer = client.get(BALANCE, headers=as_role("viewer"))
+    operator = client.get(BALANCE, headers=as_role("operator"))
+    viewer_again = client.get(BALANCE, headers=as_role("viewer"))  # another viewer: shared
+
+    assert viewer.json()["role"] == "viewer" and operator.json()["role"] == "operator"
+    assert operator.json()["n"] != viewer.json()["n"]
+    assert viewer_again.json()["n"] == viewer.json()["n"]
+
+
+def test_if_none_match_with_the_current_etag_is_304_without_body(
+    cached_client: Callable[..., TestClient], as_role: Callable[[str], dict[str, str]]
+) -> None:
+    client, viewer = cached_client(gateway_read_cache_s=30), as_role("viewer")
+    first = client.get(BALANCE, headers=viewer)
+    etag = first.headers["etag"]
+
+    current = client.get(BALANCE, headers={**viewer, "If-None-Match": etag})
+    other = client.get(BALANCE, headers={**viewer, "If-None-Match": '"something-else"'})
+
+    assert current.status_code == 304 and current.content == b""
+    assert current.headers["etag"] == etag
+    assert other.status_code == 200 and other.json() == first.json()
+
+
+def test_etag_follows_the_data_when_the_cache_is_off(
+    cached_client: Callable[..., TestClient], as_role: Callable[[str], dict[str, str]]
+) -> None:
+    client, viewer = cached_client(gateway_read_cache_s=0), as_role("viewer")
+    first = client.get(BALANCE, headers=viewer)
+
+    changed = client.get(BALANCE, headers={**viewer, "If-None-Match": first.headers["etag"]})
+
+    assert changed.status_code == 200 and changed.json()["n"] > first.json()["n"]
+    assert changed.headers["etag"] != first.headers["etag"]
+
+
+def test_errors_are_never_cached(
+    cached_client: Callable[..., TestClient],
+    as_role: Callable[[str], dict[str, str]],
+    counting: tuple[str, Counting],
+) -> None:
+    client, viewer = cached_client(gateway_read_cache_s=30), as_role("viewer")
+    path = BALANCE.replace("LYON1", "MISSING")
+
+    first = client.get(path, headers=viewer)
+    calls = counting[1].last
+    second = client.get(path, headers=viewer)
+
+    assert first.status_code == second.status_code == 404
+    assert "etag" not in first.headers
+    assert counting[1].last == calls + 1
+
+
+def test_concurrent_misses_of_one_read_make_one_upstream_call(
+    cached_client: Callable[..., TestClient],
+    as_role: Callable[[str], dict[str, str]],
+    counting: tuple[str, Counting],
+) -> None:
+    client, viewer = cached_client(gateway_read_cache_s=30), as_role("viewer")
+    path = BALANCE.replace("LYON1", "SLOW")
+    # Warm the caller's authentication first: the concurrent requests then share no database
+    # session work (the test's single session cannot be used by requests in parallel).
+    assert client.get(BALANCE, headers=viewer).status_code == 200
+    before = counting[1].last
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: client.get(path, headers=viewer), range(6)))
+
+    assert {r.status_code for r in answers} == {200}
+    assert len({r.json()["n"] for r in answers}) == 1
+    assert counting[1].last == before + 1
+
+
+def _entry(body: bytes, site: str | None = "A") -> CachedRead:
+    return CachedRead(body, {"content-type": "application/json"}, etag_of(body), site)
+
+
+def test_read_under_way_during_a_write_is_not_kept() -> None:
+    cache = ReadCache(ttl_s=30)
+    key: Any = ("viewer", (), "ingest", "/v1/sites/A/balance", b"")
+    generation = cache.generation  # the upstream call begins
+
+    cache.invalidate("A")  # a write to the site lands meanwhile
+    cache.put(key, _entry(b'{"old": true}'), generation)
+
+    assert cache.get(key) is None
+
+
+def test_cache_is_bounded_in_entries_and_bytes() -> None:
+    cache = ReadCache(ttl_s=30, max_bytes=8 * 1000, max_entries=3)
+    for i in range(5):
+        cache.put(("r", (), "s", f"/{i}", b""), _entry(b"x" * 10), cache.generation)
+    cache.put(("r", (), "s", "/big", b""), _entry(b"x" * 1001), cache.generation)  # > max/8
+
+    assert [k[3] for k in cache.entries] == ["/2", "/3", "/4"]
+    assert cache.size == 30
+
+
+def test_if_none_match_forms() -> None:
+    tag = etag_of(b"{}")
+
+    assert matches(tag, tag) and matches(f'"x", W/{tag}', tag) and matches("*", tag)
+    assert not matches('"other"', tag) and not matches(None, tag)
