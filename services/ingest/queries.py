@@ -224,17 +224,41 @@ BALANCE: dict[bool, TextClause] = {one: _balance(one_source=one) for one in (Fal
 
 SENSORS: tuple[str, ...] = ("flow_m3h", "pressure_bar", "vibration_mm_s", "temperature_c")
 _TELEMETRY_COLUMNS = "x.source, " + ", ".join(f"x.{s}" for s in SENSORS)
-_SENSOR_AGGREGATES = ", ".join(f"avg(r.{s}) AS {s}_avg, max(r.{s}) AS {s}_max" for s in SENSORS)
+# Averages are exact sums over counts (numeric), so hours rolled up by retention
+# (ingest.telemetry_hourly: per sensor n, sum, max) average to the same value as raw samples.
+_SENSOR_AGGREGATES = ", ".join(
+    f"CAST(sum(u.{s}_sum) / nullif(sum(u.{s}_n), 0) AS float8) AS {s}_avg, "
+    f"max(u.{s}_max) AS {s}_max"
+    for s in SENSORS
+)
+_ROLLED_SENSORS = ", ".join(f"h.{s}_n, h.{s}_sum, h.{s}_max" for s in SENSORS)
+_RAW_SENSORS = ", ".join(
+    f"CAST(r.{s} IS NOT NULL AS integer), CAST(r.{s} AS numeric), r.{s}" for s in SENSORS
+)
 
 
 def _telemetry(*, raw: bool, one_source: bool) -> TextClause:
     picked = _picked("telemetry", _TELEMETRY_COLUMNS, "equipment_id", one_source=one_source)
     if raw:
         return text(f"SELECT * FROM ({picked}) r ORDER BY r.ts LIMIT :cap + 1")
+    # Hours whose raw samples retention dropped come from their roll-ups (whole hours of the
+    # range only); raw samples exist only from the raw horizon on.
     return text(f"""
-        SELECT date_trunc(CAST(:field AS text), r.ts) AS ts,
-               count(*) AS n_samples, {_SENSOR_AGGREGATES}
-        FROM ({picked}) r GROUP BY 1 ORDER BY 1
+        SELECT u.ts, sum(u.n)::bigint AS n_samples, {_SENSOR_AGGREGATES}
+        FROM (
+            SELECT CASE WHEN CAST(:field AS text) = 'hour' THEN h.hour
+                        ELSE date_trunc(CAST(:field AS text), h.hour) END AS ts,
+                   h.n_samples AS n, {_ROLLED_SENSORS}
+            FROM ingest.telemetry_hourly h
+            WHERE h.equipment_id = :entity_id AND h.source = :rollup_source
+              AND h.hour >= :start
+              AND h.hour < (SELECT raw_horizon FROM ingest.rollup_state)
+              AND h.hour <= CAST(:end AS timestamptz) - interval '1 hour'
+            UNION ALL
+            SELECT date_trunc(CAST(:field AS text), r.ts), 1, {_RAW_SENSORS}
+            FROM ({picked}) r
+        ) u
+        GROUP BY 1 ORDER BY 1
     """)
 
 

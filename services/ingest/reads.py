@@ -221,6 +221,7 @@ def read_telemetry(
         params["cap"] = MAX_RAW_ROWS
     else:
         params["field"] = resolution
+        params["rollup_source"] = source or "*"
     rows = session.execute(queries.TELEMETRY[raw, source is not None], params).all()
     if len(rows) > MAX_RAW_ROWS:
         raise _over_cap("samples", "use resolution=hour or day, or a shorter range")

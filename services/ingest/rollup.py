@@ -22,9 +22,11 @@ Design (the continuous-aggregate pattern, in plain PostgreSQL so TimescaleDB run
   UTC day N days back (never above the watermark) under the exclusive ``WRITE_LOCK``, which
   every readings write holds shared: in-flight writes finish first, later ones refuse rows
   older than horizon + 1 h (their bucket could be one whose raw readings are gone). It then
-  folds the pending invalidations in, and deletes raw readings whose bucket starts before the
-  horizon (on TimescaleDB, whole chunks first with ``drop_chunks``). Roll-ups are never
-  deleted; buckets below the raw horizon are never re-materialised.
+  folds the pending invalidations in, rolls up the telemetry hours that are about to go
+  (``telemetry_hourly``: they can no longer change, so telemetry needs no watermark), and
+  deletes raw readings and telemetry whose bucket starts before the horizon (on TimescaleDB,
+  whole chunks first with ``drop_chunks``). Roll-ups are never deleted; buckets below the raw
+  horizon are never re-materialised.
 """
 
 from __future__ import annotations
@@ -108,6 +110,36 @@ _MATERIALISE = f"""
     SELECT site_id, '*', hour, sum(consumption_kwh::numeric), sum(production_kwh::numeric),
            count(*), min(ts), max(ts)
     FROM picked GROUP BY site_id, hour
+"""
+
+_SENSORS = ("flow_m3h", "pressure_bar", "vibration_mm_s", "temperature_c")
+_SENSOR_ROLLUPS = ", ".join(f"count({s}), sum({s}::numeric), max({s})" for s in _SENSORS)
+# Telemetry hours klo <= K < khi of every piece of equipment, rolled up just before retention
+# drops their raw samples (writes there are refused by then: these hours never change again).
+_TELEMETRY_ROLLUP = f"""
+    WITH x AS (
+        SELECT x.*, date_trunc('hour', x.ts, s.timezone) AS hour
+        FROM ingest.equipment q
+        JOIN ingest.site s ON s.id = q.site_id
+        JOIN LATERAL (
+            SELECT * FROM ingest.telemetry x
+            WHERE x.equipment_id = q.id AND x.ts >= %(klo)s
+              AND x.ts < %(khi)s + interval '1 hour'
+            ORDER BY x.ts
+        ) x ON true
+        WHERE date_trunc('hour', x.ts, s.timezone) >= %(klo)s
+          AND date_trunc('hour', x.ts, s.timezone) < %(khi)s
+    ), picked AS (
+        SELECT DISTINCT ON (x.equipment_id, x.ts) x.*
+        FROM x ORDER BY x.equipment_id, x.ts, {_SOURCE_RANK}
+    )
+    INSERT INTO ingest.telemetry_hourly (equipment_id, source, hour, n_samples,
+        {", ".join(f"{s}_n, {s}_sum, {s}_max" for s in _SENSORS)})
+    SELECT equipment_id, source, hour, count(*), {_SENSOR_ROLLUPS}
+    FROM x GROUP BY equipment_id, source, hour
+    UNION ALL
+    SELECT equipment_id, '*', hour, count(*), {_SENSOR_ROLLUPS}
+    FROM picked GROUP BY equipment_id, hour
 """
 
 
@@ -244,7 +276,7 @@ def _set(conn: psycopg.Connection[Any], column: str, value: datetime) -> None:
 
 
 def retain(conn: psycopg.Connection[Any], days: int, now: datetime) -> int:
-    """Drop raw readings whose bucket starts more than ``days`` days back; return how many."""
+    """Drop raw readings and telemetry whose hour is over ``days`` days old; return how many."""
     if days <= 0:
         return 0
     state = read_state(conn)
@@ -269,14 +301,29 @@ def retain(conn: psycopg.Connection[Any], days: int, now: datetime) -> int:
     # Late writes committed before the horizon moved are folded in while their raw is here.
     fold_invalidations(conn)
     dropped = 0
+    floor = state.raw_horizon or datetime.min.replace(tzinfo=UTC)
     with conn.transaction():
+        conn.execute(_TELEMETRY_ROLLUP, {"klo": floor, "khi": horizon})
         if timescale.enabled(conn.execute):
-            timescale.drop_chunks_before(conn.execute, "reading", horizon.isoformat())
-        for site_id, zone in conn.execute("SELECT id, timezone FROM ingest.site ORDER BY id"):
+            for table in ("reading", "telemetry"):
+                timescale.drop_chunks_before(conn.execute, table, horizon.isoformat())
+        sites = conn.execute("SELECT id, timezone FROM ingest.site ORDER BY id").fetchall()
+        for site_id, zone in sites:
             cur = conn.execute(
                 "DELETE FROM ingest.reading x WHERE x.site_id = %s AND x.ts < %s "
                 "AND date_trunc('hour', x.ts, %s) < %s",
                 (site_id, horizon + HOUR, zone, horizon),
+            )
+            dropped += cur.rowcount
+        equipment = conn.execute(
+            "SELECT q.id, s.timezone FROM ingest.equipment q JOIN ingest.site s "
+            "ON s.id = q.site_id ORDER BY q.id"
+        ).fetchall()
+        for equipment_id, zone in equipment:
+            cur = conn.execute(
+                "DELETE FROM ingest.telemetry x WHERE x.equipment_id = %s AND x.ts < %s "
+                "AND date_trunc('hour', x.ts, %s) < %s",
+                (equipment_id, horizon + HOUR, zone, horizon),
             )
             dropped += cur.rowcount
         _set(conn, "raw_horizon", horizon)

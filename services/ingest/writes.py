@@ -347,6 +347,8 @@ class WriteRun:
             rows, index = self._check_capacity(rows, index, entities, rejected)
             rows, index = self._check_horizon(rows, index, rejected)
             self._note_spans(rows)
+        elif self.kind is TELEMETRY and rows:
+            rows, index = self._check_horizon(rows, index, rejected)
         ids = {c: e.id for c, e in entities.items() if e is not None}
         tuples = self.kind.to_tuples(rows, ids)
         if self._stream is not None:
@@ -393,7 +395,7 @@ class WriteRun:
     def _check_horizon(
         self, rows: list[Any], index: Sequence[int], rejected: list[tuple[int, str]]
     ) -> tuple[list[Any], Sequence[int]]:
-        """Refuse readings the raw-data retention has made read-only (kept as roll-ups)."""
+        """Refuse rows the raw-data retention has made read-only (kept as roll-ups only)."""
         if not self._horizon_read:
             self._horizon_read = True
             if self._stream is not None:
@@ -415,8 +417,8 @@ class WriteRun:
                     (
                         index[i],
                         f"ts: before {limit.isoformat()}, the raw-data retention horizon "
-                        "(INGEST_RAW_RETENTION_DAYS) + 1 h: readings that old are kept as "
-                        "hourly roll-ups only and can no longer be changed",
+                        "(INGEST_RAW_RETENTION_DAYS) + 1 h: data that old is kept as hourly "
+                        "roll-ups only and can no longer be changed",
                     )
                 )
             else:

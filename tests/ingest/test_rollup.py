@@ -261,16 +261,61 @@ def _whole_periods() -> list[tuple[str, dict[str, str]]]:
     return queries
 
 
+def telemetry(rng: random.Random) -> list[dict[str, Any]]:
+    """Samples every 20 minutes of two pumps (a sensor sometimes missing), two sources."""
+    rows = []
+    first, last = WINDOWS[0]
+    for code in ("P-KOL", "P-LHI"):
+        ts = first
+        while ts < last:
+            for source in ("real", "simulated") if ts.hour % 3 == 0 else ("real",):
+                rows.append(
+                    {
+                        "equipment": code,
+                        "ts": ts.isoformat(),
+                        "source": source,
+                        "flow_m3h": round(rng.uniform(0, 300), 3),
+                        "pressure_bar": None if rng.random() < 0.2 else round(rng.uniform(1, 9), 2),
+                        "vibration_mm_s": round(rng.uniform(0, 12), 2),
+                    }
+                )
+            ts += timedelta(minutes=20)
+    return rows
+
+
+def _telemetry_periods() -> list[dict[str, str]]:
+    out = []
+    for code, site in (("P-KOL", "KOL"), ("P-LHI", "LHI")):
+        for first, last in (((2026, 3, 7), (2026, 4, 1)), ((2026, 4, 3), (2026, 4, 7))):
+            span = {"start": _local_midnight(site, *first), "end": _local_midnight(site, *last)}
+            for source in (None, "simulated"):
+                for resolution in ("hour", "day"):
+                    params = span | {"resolution": resolution, "code": code}
+                    out.append(params | ({"source": source} if source else {}))
+    return out
+
+
+def _read_telemetry(db: Ingest, params: dict[str, str]) -> Any:
+    query = {k: v for k, v in params.items() if k != "code"}
+    return db.get(f"/v1/equipment/{params['code']}/telemetry", query)
+
+
 def test_retention_drops_raw_readings_and_keeps_every_total(
     make_database: Callable[[str], str],
 ) -> None:
     db = _ingest(make_database, "retention")
     rng = random.Random(11)
     db.write(history(rng))
+    for code, site in (("P-KOL", "KOL"), ("P-LHI", "LHI")):
+        body = {"code": code, "site": site, "name": code, "kind": "pump"}
+        assert db.client.post("/v1/equipment", json=body).status_code == 201
+    samples = db.client.post("/v1/telemetry/batch", json=telemetry(rng))
+    assert samples.status_code == 200 and samples.json()["quarantined"] == 0, samples.text
     db.run_job()
     queries = _whole_periods()
     before = [db.get(path, params) for path, params in queries]
     assert before[0]["n_readings"] > 0
+    telemetry_before = [_read_telemetry(db, params) for params in _telemetry_periods()]
 
     now = datetime.now(UTC)
     days = (now - datetime(2026, 4, 9, tzinfo=UTC)).days
@@ -284,6 +329,10 @@ def test_retention_drops_raw_readings_and_keeps_every_total(
     after = [db.get(path, params) for path, params in queries]
     for (path, params), old, new in zip(queries, before, after, strict=True):
         assert new == old, (path, params)
+    assert db.sql("SELECT count(*) FROM ingest.telemetry WHERE ts < %s", horizon)[0] == 0
+    telemetry_after = [_read_telemetry(db, params) for params in _telemetry_periods()]
+    assert telemetry_after == telemetry_before
+    assert telemetry_after[0]["items"][0]["n_samples"] >= 3
 
     # Behind the horizon (+ 1 h) a reading can no longer be changed: quarantined, with why.
     refused = db.write([reading("PAR", horizon + timedelta(minutes=30), 1.0, 0.0, "real", 3600)])
@@ -293,6 +342,8 @@ def test_retention_drops_raw_readings_and_keeps_every_total(
         db.write([reading("PAR", horizon + timedelta(hours=2), 1.0, 0.0, "real", 3600)])["accepted"]
         == 1
     )
+    old_sample = {"equipment": "P-KOL", "ts": horizon.isoformat(), "flow_m3h": 1.0}
+    assert db.client.post("/v1/telemetry/batch", json=[old_sample]).json()["quarantined"] == 1
     # The hour buckets of a site with dropped raw readings are tied to its timezone.
     r = db.client.patch("/v1/sites/PAR", json={"timezone": "Europe/London"})
     assert r.status_code == 409, r.text

@@ -7,6 +7,9 @@ dropped after ``INGEST_RAW_RETENTION_DAYS`` without changing any total. Sums are
 (exact, so any grouping of hours gives the same total as the raw readings). See
 services/ingest/rollup.py for how the job keeps it exact and docs/operations.md.
 
+``telemetry_hourly`` keeps the hourly count / sum / max of each sensor for the hours whose raw
+samples retention dropped.
+
 When the ``timescaledb`` extension is installed and preloaded, ``reading`` also becomes a
 hypertable with compression of old chunks; nothing else changes (same tables, same queries).
 
@@ -40,6 +43,27 @@ def upgrade() -> None:
             last_ts timestamptz NOT NULL,
             CONSTRAINT pk_reading_hourly PRIMARY KEY (site_id, source, hour),
             CONSTRAINT ck_reading_hourly_source_known
+                CHECK (source IN ('real', 'simulated', 'import', '*'))
+        )
+        """
+    )
+    # Telemetry hours are rolled up only when retention drops their raw samples (writes that
+    # old are refused, so those hours never change again): per sensor, the count of values,
+    # their exact sum (for the average) and the maximum.
+    sensors = ", ".join(
+        f"{s}_n integer NOT NULL, {s}_sum numeric, {s}_max double precision"
+        for s in ("flow_m3h", "pressure_bar", "vibration_mm_s", "temperature_c")
+    )
+    op.execute(
+        f"""
+        CREATE TABLE ingest.telemetry_hourly (
+            equipment_id integer NOT NULL,
+            source varchar(16) NOT NULL,
+            hour timestamptz NOT NULL,
+            n_samples integer NOT NULL,
+            {sensors},
+            CONSTRAINT pk_telemetry_hourly PRIMARY KEY (equipment_id, source, hour),
+            CONSTRAINT ck_telemetry_hourly_source_known
                 CHECK (source IN ('real', 'simulated', 'import', '*'))
         )
         """
@@ -82,5 +106,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("rollup_state", "rollup_invalidation", "reading_hourly"):
+    for table in ("rollup_state", "rollup_invalidation", "telemetry_hourly", "reading_hourly"):
         op.execute(f"DROP TABLE IF EXISTS ingest.{table}")
