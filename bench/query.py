@@ -123,7 +123,7 @@ def main() -> None:
     # the site lookup (which sets the transaction's TimeZone), then the data statement.
     dialect = psycopg_dialect()
     site_sql = str(queries.SITE.compile(dialect=dialect))
-    readings_sql = str(queries.READINGS[False, False].compile(dialect=dialect))
+    readings_sql = str(queries.READINGS["hour", False].compile(dialect=dialect))
     balance_sql = str(queries.BALANCE[False].compile(dialect=dialect))
     start, end = datetime.fromisoformat(YEAR["start"]), datetime.fromisoformat(YEAR["end"])
 

@@ -59,13 +59,30 @@ def _picked(
 
 
 def _kwh(expr: str) -> str:
-    """A kWh value rounded to the mWh; NULL when not a finite, plausible number.
+    """A numeric kWh sum rounded to the mWh, as float8; NULL when not a plausible number.
 
     Energy sums are numeric (exact: the same total whatever the order or grouping of the
-    readings, which is what lets roll-ups stand in for raw readings); the guard keeps
-    NaN / Infinity (not JSON) and absurd values out of the output.
+    readings, which is what lets roll-ups stand in for raw readings); the guard keeps absurd
+    values out of the output.
     """
     return f"CASE WHEN abs({expr}) < 1e15 THEN round(CAST({expr} AS numeric), 6)::float8 END"
+
+
+def _kwh_json(expr: str) -> str:
+    """Like ``_kwh`` for a value rendered by json_agg: numeric without trailing zeros.
+
+    Prints the same digits as the float8 would, without numeric -> float8 (which PostgreSQL
+    does through text: a year of hourly buckets spent ~7 ms on it).
+    """
+    return f"CASE WHEN abs({expr}) < 1e15 THEN trim_scale(round({expr}, 6)) END"
+
+
+def _kwh_float(expr: str) -> str:
+    """A float8 kWh value (one raw reading) rounded to the mWh; NULL when not finite/plausible.
+
+    Rounding hides float noise; the guard keeps NaN / Infinity (not JSON) out of the output.
+    """
+    return f"CASE WHEN abs({expr}) < 1e15 THEN round(({expr}) * 1e6) / 1e6 END"
 
 
 def _num(column: str) -> str:
@@ -134,41 +151,51 @@ def _raw_edges(*, one_source: bool) -> str:
     """
 
 
-def _buckets_json(rows: str) -> str:
+def _buckets_json(rows: str, *, exact: bool) -> str:
     # json_agg names each object's keys after the columns of b, and renders ts with the
     # transaction's TimeZone (the site's) offset.
+    kwh = _kwh_json if exact else _kwh_float
     return f"""
         SELECT count(*) AS n_items, coalesce(json_agg(b ORDER BY b.ts), '[]')::text AS items_json
         FROM (
             SELECT g.ts,
-                   {_kwh("g.c")} AS consumption_kwh,
-                   {_kwh("g.p")} AS production_kwh,
-                   {_kwh("g.p - g.c")} AS balance_kwh,
+                   {kwh("g.c")} AS consumption_kwh,
+                   {kwh("g.p")} AS production_kwh,
+                   {kwh("g.p - g.c")} AS balance_kwh,
                    g.n AS n_readings
             FROM ({rows}) g
         ) b
     """
 
 
-def _readings(*, raw: bool, one_source: bool) -> TextClause:
-    if raw:
+def _readings(kind: str, *, one_source: bool) -> TextClause:
+    if kind == "raw":
         picked = _picked("reading", _READING_COLUMNS, "site_id", one_source=one_source)
         # LIMIT :cap + 1 tells "over the cap" apart from "exactly the cap".
         rows = f"""
             SELECT r.ts, r.consumption_kwh AS c, r.production_kwh AS p, 1 AS n
             FROM ({picked}) r ORDER BY r.ts LIMIT :cap + 1
         """
-        return text(_buckets_json(rows))
-    # Hour buckets: the roll-up rows as they are, plus the raw edges summed per hour. Coarser:
-    # both summed per local day / week / month (a bucket's readings share its hour's day).
-    # (A roll-up hour is kept as stored: re-truncating it could move it on the rare zones
-    # whose clocks jump by 30 minutes.)
+        return text(_buckets_json(rows, exact=False))
+    if kind == "hour":
+        # The roll-up rows as they are (a roll-up hour and a raw-read hour are never the same
+        # bucket), plus the raw edges summed per hour. A roll-up hour is not re-truncated: that
+        # could move it on the rare zones whose clocks jump by 30 minutes.
+        rows = f"""
+            SELECT r.hour AS ts, r.c, r.p, r.n FROM ({_ROLLED}) r
+            UNION ALL
+            SELECT date_trunc('hour', e.ts), sum({_num("e.consumption_kwh")}),
+                   sum({_num("e.production_kwh")}), count(*)
+            FROM ({_raw_edges(one_source=one_source)}) e
+            GROUP BY 1
+        """
+        return text(f"WITH {_BOUNDS} {_buckets_json(rows, exact=True)}")
+    # Roll-up hours and raw edges summed per local day / week / month (:field); the readings
+    # of a bucket share its hour's day.
     rows = f"""
         SELECT u.ts, sum(u.c) AS c, sum(u.p) AS p, sum(u.n) AS n
         FROM (
-            SELECT CASE WHEN CAST(:field AS text) = 'hour' THEN r.hour
-                        ELSE date_trunc(CAST(:field AS text), r.hour) END AS ts,
-                   r.c, r.p, r.n
+            SELECT date_trunc(CAST(:field AS text), r.hour) AS ts, r.c, r.p, r.n
             FROM ({_ROLLED}) r
             UNION ALL
             SELECT date_trunc(CAST(:field AS text), e.ts),
@@ -177,13 +204,16 @@ def _readings(*, raw: bool, one_source: bool) -> TextClause:
         ) u
         GROUP BY 1
     """
-    return text(f"WITH {_BOUNDS} {_buckets_json(rows)}")
+    return text(f"WITH {_BOUNDS} {_buckets_json(rows, exact=True)}")
 
 
-# (raw?, one source?) -> statement returning (n_items, items_json): a JSON array of buckets.
-# Aggregated reads take :rollup_source (the source, or '*' without one) besides :source.
-READINGS: dict[tuple[bool, bool], TextClause] = {
-    (raw, one): _readings(raw=raw, one_source=one) for raw in (False, True) for one in (False, True)
+# ("raw" | "hour" | "period", one source?) -> statement returning (n_items, items_json): a JSON
+# array of buckets. "period" takes :field (day, week, month); aggregated reads take
+# :rollup_source (the source, or '*' without one) besides :source.
+READINGS: dict[tuple[str, bool], TextClause] = {
+    (kind, one): _readings(kind, one_source=one)
+    for kind in ("raw", "hour", "period")
+    for one in (False, True)
 }
 
 

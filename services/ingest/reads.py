@@ -146,7 +146,8 @@ def read_readings(
     else:
         params["field"] = resolution
         params["rollup_source"] = source or "*"
-    n_items, items_json = session.execute(queries.READINGS[raw, source is not None], params).one()
+    kind = "raw" if raw else "hour" if resolution == "hour" else "period"
+    n_items, items_json = session.execute(queries.READINGS[kind, source is not None], params).one()
     if n_items > MAX_RAW_ROWS:
         raise _over_cap("readings", "use resolution=hour (or coarser) or a shorter range")
     tz = ZoneInfo(site.timezone)
