@@ -59,8 +59,10 @@ LAG = timedelta(hours=1)
 STEP = timedelta(days=31)
 # Invalidations folded in per transaction.
 INVALIDATION_BATCH = 10_000
-# The retention step waits at most this long for in-flight writes, then tries next run.
-HORIZON_LOCK_TIMEOUT = "10s"
+# The retention step waits at most this long for in-flight writes, then tries next run. New
+# writes queue behind its waiting lock meanwhile: this bounds that stall (once a day, when
+# the horizon moves).
+HORIZON_LOCK_TIMEOUT = "2s"
 
 RUNS = Counter("ingest_rollup_runs_total", "Roll-up job runs by outcome", ["outcome"])
 WATERMARK = Gauge(
@@ -264,7 +266,6 @@ def advance(conn: psycopg.Connection[Any], now: datetime) -> int:
             _set(conn, "watermark", upto)
         hours += int((upto - watermark) / HOUR)
         watermark = upto
-    WATERMARK.set(watermark.timestamp())
     return hours
 
 
@@ -327,7 +328,6 @@ def retain(conn: psycopg.Connection[Any], days: int, now: datetime) -> int:
             )
             dropped += cur.rowcount
         _set(conn, "raw_horizon", horizon)
-    RAW_HORIZON.set(horizon.timestamp())
     return dropped
 
 
@@ -339,6 +339,10 @@ def run_once(conn: psycopg.Connection[Any], settings: IngestSettings, now: datet
     report.raw_dropped = retain(conn, settings.ingest_raw_retention_days, now)
     state = read_state(conn)
     report.watermark, report.raw_horizon = state.watermark, state.raw_horizon
+    if state.watermark is not None:
+        WATERMARK.set(state.watermark.timestamp())
+    if state.raw_horizon is not None:
+        RAW_HORIZON.set(state.raw_horizon.timestamp())
     return report
 
 
