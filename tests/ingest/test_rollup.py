@@ -316,6 +316,13 @@ def test_retention_drops_raw_readings_and_keeps_every_total(
     before = [db.get(path, params) for path, params in queries]
     assert before[0]["n_readings"] > 0
     telemetry_before = [_read_telemetry(db, params) for params in _telemetry_periods()]
+    reporting = (
+        "SELECT count(*), sum(consumption_kwh), sum(deficit_kwh), sum(n_readings) FROM {} "
+        "WHERE hour_start < '2026-04-12'"
+    )
+    hourly_views = ("reporting.hourly_balance", "reporting.hourly_balance_by_source")
+    reported = [db.sql(reporting.format(view)) for view in hourly_views]
+    assert reported[0][0] > 0
 
     now = datetime.now(UTC)
     days = (now - datetime(2026, 4, 9, tzinfo=UTC)).days
@@ -333,6 +340,8 @@ def test_retention_drops_raw_readings_and_keeps_every_total(
     telemetry_after = [_read_telemetry(db, params) for params in _telemetry_periods()]
     assert telemetry_after == telemetry_before
     assert telemetry_after[0]["items"][0]["n_samples"] >= 3
+    # The gateway's BI views read the roll-ups too.
+    assert [db.sql(reporting.format(view)) for view in hourly_views] == reported
 
     # Behind the horizon (+ 1 h) a reading can no longer be changed: quarantined, with why.
     refused = db.write([reading("PAR", horizon + timedelta(minutes=30), 1.0, 0.0, "real", 3600)])

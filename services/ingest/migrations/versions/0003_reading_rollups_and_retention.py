@@ -29,6 +29,47 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# Every site-zone hour of every site, per source and for the pick ('*'), exact (numeric) and
+# current: roll-ups below each site's cut (the watermark, lowered to an hour before the site's
+# earliest pending invalidation), raw readings summed from it on. Whole hours only, for
+# consumers that read hours without a range (the gateway's reporting views): the API's reads
+# use the same rule with range edges (services/ingest/queries.py).
+READING_HOURLY_LIVE = """
+    WITH cut AS (
+        SELECT s.id AS site_id, s.timezone,
+               least(w.watermark,
+                     coalesce((SELECT min(i.lo) FROM ingest.rollup_invalidation i
+                               WHERE i.site_id = s.id), 'infinity') - interval '1 hour') AS at
+        FROM ingest.site s CROSS JOIN ingest.rollup_state w
+    ), fresh AS (
+        SELECT r.site_id, r.source, r.ts, r.consumption_kwh, r.production_kwh,
+               date_trunc('hour', r.ts, c.timezone) AS hour
+        FROM cut c
+        JOIN LATERAL (
+            SELECT * FROM ingest.reading r WHERE r.site_id = c.site_id AND r.ts >= c.at
+        ) r ON true
+        WHERE date_trunc('hour', r.ts, c.timezone) >= c.at
+    )
+    SELECT h.site_id, h.source, h.hour, h.consumption_kwh, h.production_kwh,
+           CAST(h.n_readings AS bigint) AS n_readings
+    FROM ingest.reading_hourly h JOIN cut c ON c.site_id = h.site_id
+    WHERE h.hour < c.at
+    UNION ALL
+    SELECT f.site_id, f.source, f.hour, sum(CAST(f.consumption_kwh AS numeric)),
+           sum(CAST(f.production_kwh AS numeric)), count(*)
+    FROM fresh f GROUP BY f.site_id, f.source, f.hour
+    UNION ALL
+    SELECT p.site_id, CAST('*' AS varchar(16)), p.hour, sum(CAST(p.consumption_kwh AS numeric)),
+           sum(CAST(p.production_kwh AS numeric)), count(*)
+    FROM (
+        SELECT DISTINCT ON (f.site_id, f.ts) f.*
+        FROM fresh f
+        ORDER BY f.site_id, f.ts, CASE f.source WHEN 'real' THEN 0 WHEN 'import' THEN 1 ELSE 2 END
+    ) p
+    GROUP BY p.site_id, p.hour
+"""
+
+
 def upgrade() -> None:
     op.execute(
         """
@@ -100,11 +141,13 @@ def upgrade() -> None:
         """
     )
     op.execute("INSERT INTO ingest.rollup_state (id) VALUES (true)")
+    op.execute(f"CREATE VIEW ingest.reading_hourly_live AS {READING_HOURLY_LIVE}")
     bind = op.get_bind()
     if timescale.available(bind.exec_driver_sql):
         timescale.setup(bind.exec_driver_sql)
 
 
 def downgrade() -> None:
+    op.execute("DROP VIEW IF EXISTS ingest.reading_hourly_live")
     for table in ("rollup_state", "rollup_invalidation", "telemetry_hourly", "reading_hourly"):
         op.execute(f"DROP TABLE IF EXISTS ingest.{table}")
