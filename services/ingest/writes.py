@@ -317,7 +317,8 @@ class WriteRun:
         # Per site, the first and last reading stored: what the alerts service must re-check,
         # and what the roll-ups must re-materialise (services/ingest/rollup.py).
         self.spans: dict[str, Span] = {}
-        self._refused_before: datetime | None = None  # readings: set on the first chunk
+        # Readings and telemetry before this are refused (retention); read on the first chunk.
+        self._refused_before: datetime | None = None
         self._horizon_read = False
 
     def store(
@@ -408,7 +409,7 @@ class WriteRun:
             if row is not None and row[0] is not None:
                 self._refused_before = row[0] + rollup.HOUR
         limit = self._refused_before
-        if limit is None or min(map(attrgetter("ts"), rows)) >= limit:
+        if limit is None or not rows or min(map(attrgetter("ts"), rows)) >= limit:
             return rows, index
         keep = []
         for i, r in enumerate(rows):
