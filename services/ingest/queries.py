@@ -120,7 +120,7 @@ _BOUNDS = """
 
 _ROLLED = """
     SELECT h.hour, h.consumption_kwh AS c, h.production_kwh AS p, h.n_readings AS n,
-           h.first_ts, h.last_ts
+           h.first_ts, h.last_ts{json}
     FROM ingest.reading_hourly h
     WHERE h.site_id = :entity_id AND h.source = :rollup_source
       AND h.hour >= :start
@@ -151,20 +151,21 @@ def _raw_edges(*, one_source: bool) -> str:
     """
 
 
+def bucket_row(g: str, *, exact: bool = True) -> str:
+    """The columns of one bucket of ``g`` (ts, c, p, n), named as the API names them."""
+    kwh = _kwh_json if exact else _kwh_float
+    return f"""
+        {g}.ts, {kwh(f"{g}.c")} AS consumption_kwh, {kwh(f"{g}.p")} AS production_kwh,
+        {kwh(f"{g}.p - {g}.c")} AS balance_kwh, {g}.n AS n_readings
+    """
+
+
 def _buckets_json(rows: str, *, exact: bool) -> str:
     # json_agg names each object's keys after the columns of b, and renders ts with the
     # transaction's TimeZone (the site's) offset.
-    kwh = _kwh_json if exact else _kwh_float
     return f"""
         SELECT count(*) AS n_items, coalesce(json_agg(b ORDER BY b.ts), '[]')::text AS items_json
-        FROM (
-            SELECT g.ts,
-                   {kwh("g.c")} AS consumption_kwh,
-                   {kwh("g.p")} AS production_kwh,
-                   {kwh("g.p - g.c")} AS balance_kwh,
-                   g.n AS n_readings
-            FROM ({rows}) g
-        ) b
+        FROM (SELECT {bucket_row("g", exact=exact)} FROM ({rows}) g) b
     """
 
 
@@ -179,24 +180,35 @@ def _readings(kind: str, *, one_source: bool) -> TextClause:
         return text(_buckets_json(rows, exact=False))
     if kind == "hour":
         # The roll-up rows as they are (a roll-up hour and a raw-read hour are never the same
-        # bucket), plus the raw edges summed per hour. A roll-up hour is not re-truncated: that
-        # could move it on the rare zones whose clocks jump by 30 minutes.
-        rows = f"""
-            SELECT r.hour AS ts, r.c, r.p, r.n FROM ({_ROLLED}) r
-            UNION ALL
-            SELECT date_trunc('hour', e.ts), sum({_num("e.consumption_kwh")}),
-                   sum({_num("e.production_kwh")}), count(*)
+        # bucket), with the JSON object stored with each (built by the same bucket_row, in the
+        # site's zone: rendering 8,760 objects was most of a year's read), plus the raw edges
+        # summed per hour. A roll-up hour is not re-truncated: that could move it on the rare
+        # zones whose clocks jump by 30 minutes.
+        edges = f"""
+            SELECT date_trunc('hour', e.ts) AS ts, sum({_num("e.consumption_kwh")}) AS c,
+                   sum({_num("e.production_kwh")}) AS p, count(*) AS n
             FROM ({_raw_edges(one_source=one_source)}) e
             GROUP BY 1
         """
-        return text(f"WITH {_BOUNDS} {_buckets_json(rows, exact=True)}")
+        return text(f"""
+            WITH {_BOUNDS}
+            SELECT count(*) AS n_items,
+                   coalesce('[' || string_agg(u.j, ', ' ORDER BY u.ts) || ']', '[]') AS items_json
+            FROM (
+                SELECT r.hour AS ts, r.bucket_json AS j
+                FROM ({_ROLLED.format(json=", h.bucket_json")}) r
+                UNION ALL
+                SELECT b.ts, CAST(row_to_json(b) AS text)
+                FROM (SELECT {bucket_row("g")} FROM ({edges}) g) b
+            ) u
+        """)
     # Roll-up hours and raw edges summed per local day / week / month (:field); the readings
     # of a bucket share its hour's day.
     rows = f"""
         SELECT u.ts, sum(u.c) AS c, sum(u.p) AS p, sum(u.n) AS n
         FROM (
             SELECT date_trunc(CAST(:field AS text), r.hour) AS ts, r.c, r.p, r.n
-            FROM ({_ROLLED}) r
+            FROM ({_ROLLED.format(json="")}) r
             UNION ALL
             SELECT date_trunc(CAST(:field AS text), e.ts),
                    {_num("e.consumption_kwh")}, {_num("e.production_kwh")}, 1
@@ -238,7 +250,8 @@ def _balance(*, one_source: bool) -> TextClause:
                    coalesce(sum(h.n), 0)::bigint AS n_readings,
                    min(h.first_ts) AS first_ts, max(h.last_ts) AS last_ts
             FROM (
-                SELECT r.hour, r.c, r.p, r.n, r.first_ts, r.last_ts FROM ({_ROLLED}) r
+                SELECT r.hour, r.c, r.p, r.n, r.first_ts, r.last_ts
+                FROM ({_ROLLED.format(json="")}) r
                 UNION ALL
                 SELECT date_trunc('hour', e.ts) AS hour,
                        sum({_num("e.consumption_kwh")}), sum({_num("e.production_kwh")}),

@@ -44,7 +44,7 @@ from fastapi import FastAPI
 from prometheus_client import Counter, Gauge
 from psycopg import errors as pg_errors
 
-from services.ingest import timescale
+from services.ingest import queries, timescale
 from services.ingest.config import IngestSettings
 
 log = logging.getLogger("spe.ingest.rollup")
@@ -103,15 +103,22 @@ _MATERIALISE = f"""
         SELECT DISTINCT ON (x.site_id, x.ts) x.*
         FROM x ORDER BY x.site_id, x.ts, {_SOURCE_RANK}
     )
-    INSERT INTO ingest.reading_hourly
-        (site_id, source, hour, consumption_kwh, production_kwh, n_readings, first_ts, last_ts)
-    SELECT site_id, source, hour, sum(consumption_kwh::numeric), sum(production_kwh::numeric),
-           count(*), min(ts), max(ts)
-    FROM x GROUP BY site_id, source, hour
-    UNION ALL
-    SELECT site_id, '*', hour, sum(consumption_kwh::numeric), sum(production_kwh::numeric),
-           count(*), min(ts), max(ts)
-    FROM picked GROUP BY site_id, hour
+    INSERT INTO ingest.reading_hourly (site_id, source, hour, consumption_kwh, production_kwh,
+        n_readings, first_ts, last_ts, bucket_json)
+    SELECT a.*, CAST(row_to_json(j) AS text)
+    FROM (
+        SELECT site_id, source, hour, sum(consumption_kwh::numeric) AS c,
+               sum(production_kwh::numeric) AS p, count(*) AS n, min(ts), max(ts)
+        FROM x GROUP BY site_id, source, hour
+        UNION ALL
+        SELECT site_id, '*', hour, sum(consumption_kwh::numeric), sum(production_kwh::numeric),
+               count(*), min(ts), max(ts)
+        FROM picked GROUP BY site_id, hour
+    ) a
+    -- The bucket as the readings API renders it (the transaction's TimeZone is the site's).
+    CROSS JOIN LATERAL (
+        SELECT {queries.bucket_row("g")} FROM (SELECT a.hour AS ts, a.c, a.p, a.n) g
+    ) j
 """
 
 _SENSORS = ("flow_m3h", "pressure_bar", "vibration_mm_s", "temperature_c")
@@ -177,17 +184,31 @@ def read_state(conn: psycopg.Connection[Any]) -> State:
 
 
 def materialise(conn: psycopg.Connection[Any], ranges: Iterable[Range]) -> None:
-    """Rebuild the roll-up buckets of ``ranges`` (non-overlapping per site) from raw readings."""
-    ranges = list(ranges)
-    if not ranges:
+    """Rebuild the roll-up buckets of ``ranges`` (non-overlapping per site) from raw readings.
+
+    Call inside a transaction (the session's TimeZone is set locally, per site).
+    """
+    by_site: dict[int, list[Range]] = {}
+    for r in ranges:
+        by_site.setdefault(r[0], []).append(r)
+    if not by_site:
         return
-    params = {
-        "site_ids": [r[0] for r in ranges],
-        "los": [r[1] for r in ranges],
-        "his": [r[2] for r in ranges],
-    }
-    conn.execute(_DELETE, params)
-    conn.execute(_MATERIALISE, params)
+    zones = dict(
+        conn.execute(
+            "SELECT id, timezone FROM ingest.site WHERE id = ANY(%s)", (list(by_site),)
+        ).fetchall()
+    )
+    for site_id, site_ranges in by_site.items():
+        # A site at a time, in its zone: the stored bucket JSON shows the site's UTC offset.
+        # (Local to the caller's transaction.)
+        conn.execute("SELECT set_config('TimeZone', %s, true)", (zones[site_id],))
+        params = {
+            "site_ids": [r[0] for r in site_ranges],
+            "los": [r[1] for r in site_ranges],
+            "his": [r[2] for r in site_ranges],
+        }
+        conn.execute(_DELETE, params)
+        conn.execute(_MATERIALISE, params)
 
 
 def merge_ranges(ranges: Iterable[Range]) -> list[Range]:

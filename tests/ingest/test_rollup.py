@@ -351,6 +351,10 @@ def test_retention_drops_raw_readings_and_keeps_every_total(
         db.write([reading("PAR", horizon + timedelta(hours=2), 1.0, 0.0, "real", 3600)])["accepted"]
         == 1
     )
+    # A chunk left empty by another check (capacity) still answers.
+    assert db.client.patch("/v1/sites/UTC", json={"capacity_kw": 1.0}).status_code == 200
+    too_much = reading("UTC", horizon + timedelta(days=3), 1.0, 50.0, "real", 3600)
+    assert db.write([too_much])["quarantined"] == 1
     old_sample = {"equipment": "P-KOL", "ts": horizon.isoformat(), "flow_m3h": 1.0}
     assert db.client.post("/v1/telemetry/batch", json=[old_sample]).json()["quarantined"] == 1
     # The hour buckets of a site with dropped raw readings are tied to its timezone.

@@ -2,7 +2,9 @@
 
 ``reading_hourly`` holds, per site and local hour (the instant the site-zone hour starts),
 the sums of each source and of the source-precedence pick (``source = '*'``), so hour, day,
-week and month reads and the balance no longer scan raw readings, and raw readings can be
+week and month reads and the balance no longer scan raw readings (``bucket_json``: the hour
+as the readings API renders it, in the site's zone, so a year of hours is concatenated rather
+than built), and raw readings can be
 dropped after ``INGEST_RAW_RETENTION_DAYS`` without changing any total. Sums are numeric
 (exact, so any grouping of hours gives the same total as the raw readings). See
 services/ingest/rollup.py for how the job keeps it exact and docs/operations.md.
@@ -82,6 +84,7 @@ def upgrade() -> None:
             n_readings integer NOT NULL,
             first_ts timestamptz NOT NULL,
             last_ts timestamptz NOT NULL,
+            bucket_json text NOT NULL,
             CONSTRAINT pk_reading_hourly PRIMARY KEY (site_id, source, hour),
             CONSTRAINT ck_reading_hourly_source_known
                 CHECK (source IN ('real', 'simulated', 'import', '*'))
