@@ -87,18 +87,23 @@ _DELETE = """
 """
 _MATERIALISE = f"""
     WITH x AS (
-        SELECT x.site_id, x.ts, x.source, x.consumption_kwh, x.production_kwh,
-               date_trunc('hour', x.ts, s.timezone) AS hour
-        FROM unnest(%(site_ids)s::int[], %(los)s::timestamptz[], %(his)s::timestamptz[])
-             AS r(site_id, klo, khi)
-        JOIN ingest.site s ON s.id = r.site_id
-        JOIN LATERAL (
-            SELECT * FROM ingest.reading x
-            WHERE x.site_id = r.site_id AND x.ts >= r.klo AND x.ts < r.khi + interval '1 hour'
-            ORDER BY x.ts
-        ) x ON true
-        WHERE date_trunc('hour', x.ts, s.timezone) >= r.klo
-          AND date_trunc('hour', x.ts, s.timezone) < r.khi
+        SELECT y.* FROM (
+            -- One site per statement, the transaction's TimeZone set to its zone. Each reading
+            -- converted to numeric once (both sums below read this materialised CTE).
+            SELECT x.site_id, x.ts, x.source, CAST(x.consumption_kwh AS numeric) AS c,
+                   CAST(x.production_kwh AS numeric) AS p, date_trunc('hour', x.ts) AS hour,
+                   r.klo, r.khi
+            FROM unnest(%(site_ids)s::int[], %(los)s::timestamptz[], %(his)s::timestamptz[])
+                 AS r(site_id, klo, khi)
+            JOIN LATERAL (
+                SELECT * FROM ingest.reading x
+                WHERE x.site_id = r.site_id AND x.ts >= r.klo
+                  AND x.ts < r.khi + interval '1 hour'
+                ORDER BY x.ts
+            ) x ON true
+            OFFSET 0  -- computes each hour once, not again in the filter below
+        ) y
+        WHERE y.hour >= y.klo AND y.hour < y.khi
     ), picked AS (
         SELECT DISTINCT ON (x.site_id, x.ts) x.*
         FROM x ORDER BY x.site_id, x.ts, {_SOURCE_RANK}
@@ -107,12 +112,10 @@ _MATERIALISE = f"""
         n_readings, first_ts, last_ts, bucket_json)
     SELECT a.*, CAST(row_to_json(j) AS text)
     FROM (
-        SELECT site_id, source, hour, sum(consumption_kwh::numeric) AS c,
-               sum(production_kwh::numeric) AS p, count(*) AS n, min(ts), max(ts)
+        SELECT site_id, source, hour, sum(c) AS c, sum(p) AS p, count(*) AS n, min(ts), max(ts)
         FROM x GROUP BY site_id, source, hour
         UNION ALL
-        SELECT site_id, '*', hour, sum(consumption_kwh::numeric), sum(production_kwh::numeric),
-               count(*), min(ts), max(ts)
+        SELECT site_id, '*', hour, sum(c), sum(p), count(*), min(ts), max(ts)
         FROM picked GROUP BY site_id, hour
     ) a
     -- The bucket as the readings API renders it (the transaction's TimeZone is the site's).
