@@ -3,7 +3,9 @@
 Starts a throwaway embedded PostgreSQL, loads 20 sites x 2 years of hourly readings with COPY,
 starts a real ingest process, then times 200 HTTP requests of each kind (varying the site).
 The same SQL run directly through psycopg is timed too, so the HTTP + serialisation overhead
-shows. Last line: one JSON object of the figures.
+shows: first before the hourly roll-ups exist (every bucket read from raw readings, ``*_sql_raw``),
+then after the roll-up job has materialised them (``rollup_s``), as the service runs it.
+Last line: one JSON object of the figures.
 
 Run: .venv/bin/python bench/query.py
 """
@@ -38,7 +40,8 @@ from services.common.stack import (  # noqa: E402
     free_port,
     service_env,
 )
-from services.ingest import queries  # noqa: E402
+from services.ingest import queries, rollup  # noqa: E402
+from services.ingest.config import IngestSettings  # noqa: E402
 
 SITES = 20
 DAYS = 731  # 2024-01-01 .. 2025-12-31, 17,544 hours per site
@@ -120,7 +123,7 @@ def main() -> None:
     # the site lookup (which sets the transaction's TimeZone), then the data statement.
     dialect = psycopg_dialect()
     site_sql = str(queries.SITE.compile(dialect=dialect))
-    readings_sql = str(queries.READINGS[False, False].compile(dialect=dialect))
+    readings_sql = str(queries.READINGS["hour", False].compile(dialect=dialect))
     balance_sql = str(queries.BALANCE[False].compile(dialect=dialect))
     start, end = datetime.fromisoformat(YEAR["start"]), datetime.fromisoformat(YEAR["end"])
 
@@ -129,16 +132,30 @@ def main() -> None:
         def direct(sql: str, i: int, **extra: Any) -> list[Any]:
             site_id, tz, _ = conn.execute(site_sql, {"code": site_code(i)}).fetchone()  # type: ignore[misc]
             params = {"entity_id": site_id, "tz": tz, "start": start, "end": end, **extra}
-            rows = conn.execute(sql, params).fetchall()
+            rows = conn.execute(sql, {"rollup_source": "*", **params}).fetchall()
             conn.commit()
             return rows
 
-        plan_params = {"entity_id": 1, "tz": ZONES[0], "start": start, "end": end, "field": "hour"}
-        plan = conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + readings_sql, plan_params).fetchall()
+        def explain() -> None:
+            plan_params = {"entity_id": 1, "start": start, "end": end, "field": "hour"}
+            plan = conn.execute(
+                "EXPLAIN (ANALYZE, BUFFERS) " + readings_sql, {"rollup_source": "*", **plan_params}
+            ).fetchall()
+            conn.commit()
+            print("EXPLAIN ANALYZE of the hourly readings statement:")
+            for (line,) in plan:
+                print("   ", line)
+
+        raw_readings = timed(lambda i: direct(readings_sql, i, field="hour"))
+        raw_balance = timed(lambda i: direct(balance_sql, i))
+        t0 = time.perf_counter()
+        report = rollup.run_locked(IngestSettings(database_url=url, secret_key=SECRET))
+        rollup_s = round(time.perf_counter() - t0, 2)
+        assert report is not None and report.hours_advanced > 0
+        print(f"roll-up job: {report.hours_advanced} hours materialised in {rollup_s}s")
+        conn.execute("ANALYZE ingest.reading_hourly")
         conn.commit()
-        print("EXPLAIN ANALYZE of the hourly readings statement:")
-        for (line,) in plan:
-            print("   ", line)
+        explain()
         direct_readings = timed(lambda i: direct(readings_sql, i, field="hour"))
         direct_balance = timed(lambda i: direct(balance_sql, i))
 
@@ -175,6 +192,8 @@ def main() -> None:
         ("balance", http_balance),
         ("readings_sql", direct_readings),
         ("balance_sql", direct_balance),
+        ("readings_sql_raw", raw_readings),
+        ("balance_sql_raw", raw_balance),
     ):
         p50, p99 = percentiles(samples)
         figures[f"{name}_p50_ms"], figures[f"{name}_p99_ms"] = p50, p99
@@ -184,6 +203,7 @@ def main() -> None:
             f"{name:>14}: p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   min {best:7.2f} ms"
             f"   ({len(samples)} requests)"
         )
+    figures["rollup_s"] = rollup_s
     print(json.dumps(figures))
 
 

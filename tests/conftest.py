@@ -23,6 +23,11 @@ from services.common.stack import create_database, drop_database, embedded_postg
 
 TEST_SECRET = "test-secret-not-for-production-0123456789"
 
+# The ingest roll-up job stays off in tests (and in the service processes they start): many
+# tests insert readings straight into the database, which only the API's writes report to the
+# roll-ups. tests/ingest/test_rollup.py runs it, on databases of its own.
+os.environ.setdefault("INGEST_ROLLUP_INTERVAL_S", "0")
+
 
 @pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, status
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from services.common.auth import ReaderDep, WriterDep, require_role
 from services.common.db import SessionDep
@@ -49,10 +50,42 @@ def read_site(code: SiteCode, session: SessionDep, _: ReaderDep) -> Site:
 @sites.patch("/{code}", response_model=SiteOut, summary="Change a site")
 def update_site(code: SiteCode, body: SitePatch, session: SessionDep, _: AdminDep) -> Site:
     site = get_site(session, code)
-    for key, value in body.model_dump(exclude_unset=True).items():
+    changes = body.model_dump(exclude_unset=True)
+    if "timezone" in changes and changes["timezone"] != site.timezone:
+        _rebucket_readings(session, site)
+    for key, value in changes.items():
         setattr(site, key, value)
     session.flush()
     return site
+
+
+def _rebucket_readings(session: Session, site: Site) -> None:
+    """A new zone moves the site's hour buckets: have the roll-ups rebuilt from raw readings.
+
+    Impossible once retention dropped raw readings of the site (their hours exist only as
+    roll-ups in the old zone's buckets): refused.
+    """
+    dropped = session.execute(
+        text(
+            "SELECT EXISTS (SELECT 1 FROM ingest.reading_hourly h, ingest.rollup_state w "
+            "WHERE h.site_id = :id AND h.hour < w.raw_horizon)"
+        ),
+        {"id": site.id},
+    ).scalar()
+    if dropped:
+        raise Conflict(
+            f"site {site.code!r} has readings older than the raw-data retention horizon, kept "
+            "as hourly roll-ups in its current timezone; its timezone can no longer change"
+        )
+    # Reads skip the roll-ups from the first reading on until the job has rebuilt them.
+    session.execute(
+        text(
+            "INSERT INTO ingest.rollup_invalidation (site_id, lo, hi) "
+            "SELECT :id, min(ts), max(ts) FROM ingest.reading WHERE site_id = :id "
+            "HAVING min(ts) IS NOT NULL"
+        ),
+        {"id": site.id},
+    )
 
 
 equipment = APIRouter(prefix="/equipment", tags=["equipment"])

@@ -3,12 +3,22 @@
 Run with ``uvicorn --factory services.ingest.main:build_app``.
 """
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from services.common.app import create_app
 from services.ingest.api import router
 from services.ingest.config import IngestSettings
 from services.ingest.notify import notifier_lifespan
+from services.ingest.rollup import rollup_lifespan
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async with notifier_lifespan(app), rollup_lifespan(app):
+        yield
 
 
 def build_app(settings: IngestSettings | None = None) -> FastAPI:
@@ -17,7 +27,7 @@ def build_app(settings: IngestSettings | None = None) -> FastAPI:
         "ingest",
         settings or IngestSettings(),
         routers=[router],
-        lifespan=notifier_lifespan,
+        lifespan=_lifespan,
         description="Sites, readings, equipment telemetry, weather: validated, idempotent "
         "writes and aggregated reads.",
     )

@@ -145,7 +145,9 @@ def read_readings(
         params["cap"] = MAX_RAW_ROWS
     else:
         params["field"] = resolution
-    n_items, items_json = session.execute(queries.READINGS[raw, source is not None], params).one()
+        params["rollup_source"] = source or "*"
+    kind = "raw" if raw else "hour" if resolution == "hour" else "period"
+    n_items, items_json = session.execute(queries.READINGS[kind, source is not None], params).one()
     if n_items > MAX_RAW_ROWS:
         raise _over_cap("readings", "use resolution=hour (or coarser) or a shorter range")
     tz = ZoneInfo(site.timezone)
@@ -171,7 +173,7 @@ def read_balance(
     """Totals, coverage rate and deficit figures over the site-zone hours of the range."""
     _check_range(start, end, MAX_BALANCE_DAYS, None)
     site = _site(session, code)
-    params = _range_params(site, start, end, source)
+    params = {**_range_params(site, start, end, source), "rollup_source": source or "*"}
     r = session.execute(queries.BALANCE[source is not None], params).one()
     tz = ZoneInfo(site.timezone)
     consumed, produced = r.consumed_kwh or 0.0, r.produced_kwh or 0.0
@@ -220,6 +222,7 @@ def read_telemetry(
         params["cap"] = MAX_RAW_ROWS
     else:
         params["field"] = resolution
+        params["rollup_source"] = source or "*"
     rows = session.execute(queries.TELEMETRY[raw, source is not None], params).all()
     if len(rows) > MAX_RAW_ROWS:
         raise _over_cap("samples", "use resolution=hour or day, or a shorter range")

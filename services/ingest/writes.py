@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from services.common.auth import WriterDep
 from services.common.db import SessionDep
 from services.common.errors import AppError, BadInput, PayloadTooLarge, error_body
-from services.ingest import bulk, uploads
+from services.ingest import bulk, rollup, uploads
 from services.ingest.bulk import Target
 from services.ingest.config import IngestSettings
 from services.ingest.notify import Span
@@ -314,8 +314,12 @@ class WriteRun:
         self._stream = bulk.CopyStream(conn, kind.target) if copy else None
         self._chunks = 0
         self._rejections: list[tuple[int, Any, str]] = []
-        # Per site, the first and last reading stored: what the alerts service must re-check.
+        # Per site, the first and last reading stored: what the alerts service must re-check,
+        # and what the roll-ups must re-materialise (services/ingest/rollup.py).
         self.spans: dict[str, Span] = {}
+        # Readings and telemetry before this are refused (retention); read on the first chunk.
+        self._refused_before: datetime | None = None
+        self._horizon_read = False
 
     def store(
         self,
@@ -342,7 +346,10 @@ class WriteRun:
             rows, index = [rows[i] for i in keep], [index[i] for i in keep]
         if self.kind is READING and rows:
             rows, index = self._check_capacity(rows, index, entities, rejected)
+            rows, index = self._check_horizon(rows, index, rejected)
             self._note_spans(rows)
+        elif self.kind is TELEMETRY and rows:
+            rows, index = self._check_horizon(rows, index, rejected)
         ids = {c: e.id for c, e in entities.items() if e is not None}
         tuples = self.kind.to_tuples(rows, ids)
         if self._stream is not None:
@@ -367,6 +374,57 @@ class WriteRun:
         self._flush_rejections()
         if self._stream is not None:
             self._stream.close()
+        if self.kind is READING and self.spans:
+            self._invalidate_rollups()
+
+    def _invalidate_rollups(self) -> None:
+        # One row per site per request, whatever the watermark: the roll-up job folds it in
+        # (or drops it, above the watermark); reads skip the roll-ups from it on meanwhile.
+        ids, los, his = [], [], []
+        for code, (lo, hi) in self.spans.items():
+            entity = self._entities.get(code)
+            if entity is not None:
+                ids.append(entity.id)
+                los.append(lo)
+                his.append(hi)
+        self.conn.execute(
+            "INSERT INTO ingest.rollup_invalidation (site_id, lo, hi) "
+            "SELECT * FROM unnest(%s::int[], %s::timestamptz[], %s::timestamptz[])",
+            (ids, los, his),
+        )
+
+    def _check_horizon(
+        self, rows: list[Any], index: Sequence[int], rejected: list[tuple[int, str]]
+    ) -> tuple[list[Any], Sequence[int]]:
+        """Refuse rows the raw-data retention has made read-only (kept as roll-ups only)."""
+        if not self._horizon_read:
+            self._horizon_read = True
+            if self._stream is not None:
+                self._stream.close()  # the lock and the lookup need the connection
+            # Held shared until commit: the retention job moves the horizon only between writes.
+            self.conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (rollup.WRITE_LOCK,))
+            row = self.conn.execute(
+                "SELECT nullif(write_horizon, '-infinity') FROM ingest.rollup_state"
+            ).fetchone()
+            if row is not None and row[0] is not None:
+                self._refused_before = row[0] + rollup.HOUR
+        limit = self._refused_before
+        if limit is None or not rows or min(map(attrgetter("ts"), rows)) >= limit:
+            return rows, index
+        keep = []
+        for i, r in enumerate(rows):
+            if r.ts < limit:
+                rejected.append(
+                    (
+                        index[i],
+                        f"ts: before {limit.isoformat()}, the raw-data retention horizon "
+                        "(INGEST_RAW_RETENTION_DAYS) + 1 h: data that old is kept as hourly "
+                        "roll-ups only and can no longer be changed",
+                    )
+                )
+            else:
+                keep.append(i)
+        return [rows[i] for i in keep], [index[i] for i in keep]
 
     def _flush_rejections(self) -> None:
         if self._rejections:

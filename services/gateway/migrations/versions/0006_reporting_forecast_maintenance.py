@@ -14,8 +14,8 @@ figures as the API:
 
 Like the others they run with their owner's rights; ``spe_reporting`` gets SELECT on them.
 
-Revision ID: e6f4a5b7c8d9
-Revises: d5e3f4a6b7c8
+Revision ID: f7a5b6c8d9e0
+Revises: e6f4a5b7c8d9
 Create Date: 2026-11-23 17:00:00
 
 """
@@ -24,8 +24,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "e6f4a5b7c8d9"
-down_revision: str | Sequence[str] | None = "d5e3f4a6b7c8"
+revision: str = "f7a5b6c8d9e0"
+down_revision: str | Sequence[str] | None = "e6f4a5b7c8d9"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
