@@ -6,8 +6,8 @@ figures as the API:
 - ``reporting.forecast_vs_actual``: per site, kind and hour, the point of the forecast that
   was the latest issued at or before the start of its local target day (what operators saw
   the day before, as ``GET /api/v1/sites/{code}/forecast/vs-actual``), beside the measured
-  hour (one source per interval, real > import > simulated, as the readings endpoint)
-  and the error;
+  hour (one source per interval, real > import > simulated, as the readings endpoint, from
+  ingest's hourly roll-ups so retention keeps it) and the error;
 - ``reporting.maintenance_risk``: each equipment's failure risk as scored by the latest
   maintenance run that wrote any (as ``GET /api/v1/maintenance/risk``), its rank, and its top
   factors (flattened for BI tools, and whole as JSON).
@@ -43,7 +43,7 @@ def _factor(n: int) -> str:
     return f"({f}) ->> 'factor' AS factor_{n}, {weight} AS factor_{n}_weight"
 
 
-_ACTUAL = _kwh("sum(CASE c.kind WHEN 'load' THEN m.consumption_kwh ELSE m.production_kwh END)")
+_ACTUAL = _kwh("CASE c.kind WHEN 'load' THEN h.consumption_kwh ELSE h.production_kwh END")
 
 VIEWS = {
     "forecast_vs_actual": f"""
@@ -75,15 +75,14 @@ VIEWS = {
         JOIN forecast.forecast_point pt ON pt.forecast_id = c.id
         LEFT JOIN ingest.site s ON s.code = c.site
         -- The measured hour: one source per interval (real > import > simulated), as the
-        -- readings endpoint and reporting.hourly_balance; a range scan of the primary key.
+        -- readings endpoint and reporting.hourly_balance. Read from ingest's hourly roll-ups
+        -- (source '*': the precedence already applied; raw readings for hours not rolled up
+        -- yet), so the actuals outlive raw-data retention. Roll-up hours are the site's local
+        -- hours, as the forecast's points.
         LEFT JOIN LATERAL (
             SELECT {_ACTUAL} AS actual_kwh
-            FROM (
-                SELECT DISTINCT ON (r.ts) r.consumption_kwh, r.production_kwh
-                FROM ingest.reading r
-                WHERE r.site_id = s.id AND r.ts >= pt.ts AND r.ts < pt.ts + interval '1 hour'
-                ORDER BY r.ts, CASE r.source WHEN 'real' THEN 0 WHEN 'import' THEN 1 ELSE 2 END
-            ) m
+            FROM ingest.reading_hourly_live h
+            WHERE h.site_id = s.id AND h.source = '*' AND h.hour = pt.ts
         ) a ON true
     """,
     "maintenance_risk": f"""
@@ -109,7 +108,7 @@ def upgrade() -> None:
         BEGIN
             IF to_regclass('forecast.forecast_point') IS NULL
                OR to_regclass('forecast.maintenance_prediction') IS NULL
-               OR to_regclass('ingest.reading') IS NULL THEN
+               OR to_regclass('ingest.reading_hourly_live') IS NULL THEN
                 RAISE EXCEPTION 'the reporting views read forecast tables: run the forecast '
                     'migrations first (python -m services.common.migrate runs them all in order)';
             END IF;
