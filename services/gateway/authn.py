@@ -70,10 +70,13 @@ class AuthCache:
             return None
         return entry
 
-    def put(self, key: str, caller: Caller | None, valid_after: float = 0.0) -> None:
+    def put(self, key: str, caller: Caller | None, valid_after: float = 0.0) -> _Entry:
+        """Store and return the entry (used as is: with AUTH_CACHE_S=0 it is already stale)."""
         if len(self.entries) > 10_000:  # bounded: stale entries of departed callers go
             self.entries.clear()
-        self.entries[key] = _Entry(time.monotonic() + self.ttl_s, caller, valid_after)
+        entry = _Entry(time.monotonic() + self.ttl_s, caller, valid_after)
+        self.entries[key] = entry
+        return entry
 
     def forget_user(self, username: str) -> None:
         self.entries.pop(f"user:{username}", None)
@@ -103,13 +106,11 @@ def _user_caller(
     if entry is None:
         user = find_user(session, username)
         if user is None or not user.active:
-            cache.put(f"user:{username}", None)
-            entry = cache.get(f"user:{username}")
+            entry = cache.put(f"user:{username}", None)
         else:
             caller = Caller("user", user.username, user.role, (), user_id=user.id)
-            cache.put(f"user:{username}", caller, user.tokens_valid_after.timestamp())
-            entry = cache.get(f"user:{username}")
-    if entry is None or entry.caller is None:
+            entry = cache.put(f"user:{username}", caller, user.tokens_valid_after.timestamp())
+    if entry.caller is None:
         raise NotAuthenticated("this account is disabled or no longer exists")
     # iat has whole seconds: a token issued in the second of the change stays valid.
     if issued_at < int(entry.valid_after):
@@ -131,9 +132,8 @@ def _token_caller(session: Session, cache: AuthCache, secret: str) -> Caller:
             role = "operator" if "write" in row.scopes else "viewer"
             caller = Caller("api_token", row.name, role, tuple(row.scopes), token_id=row.id)
             touch_api_token(session, row.id)
-        cache.put(key, caller)
-        entry = cache.get(key)
-    if entry is None or entry.caller is None:
+        entry = cache.put(key, caller)
+    if entry.caller is None:
         raise NotAuthenticated("this API token is unknown, revoked or expired")
     return entry.caller
 
