@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from services.common.db import Database
 from services.common.errors import error_body, install_error_handlers
 from services.common.logs import configure_logging
+from services.common.methods import install_method_not_allowed
 from services.common.metrics import MetricsMiddleware, metrics_endpoint
 from services.common.migrations import is_up_to_date
 from services.common.settings import ServiceSettings
@@ -54,6 +55,7 @@ def create_app(
     app.state.db = Database(settings.database_url, settings.db_pool_size)
     app.state.migrations_ok = False
     install_error_handlers(app)
+    install_method_not_allowed(app)
     app.add_middleware(MetricsMiddleware, service=service)
 
     @app.get("/health", tags=["probes"], summary="Liveness: the process answers")

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.security.conftest import SecurityStack, admin_headers
+from tests.security.conftest import SITE, SecurityStack, admin_headers
 
 pytestmark = pytest.mark.e2e
 
@@ -37,3 +37,25 @@ def test_gateway_with_auth_cache_off_accepts_valid_credentials(
     r = httpx.get(f"{gateway}/api/v1/auth/me", headers=headers, timeout=30)
 
     assert r.status_code == 200, r.text
+
+
+# --- 405 names every method of the path (Starlette named only the first route's) ------------
+
+ALLOW = [
+    ("ingest", "/v1/sites", "GET, POST"),
+    ("ingest", f"/v1/sites/{SITE}", "GET, PATCH"),
+    ("forecast", "/v1/jobs/retrain", "POST"),  # a literal path, not /v1/jobs/{job_id}
+    ("alerts", "/v1/rules/1", "DELETE, GET, PATCH"),
+    ("gateway", "/api/v1/sites", "GET, POST"),
+]
+
+
+@pytest.mark.parametrize(("service", "path", "allow"), ALLOW)
+def test_405_lists_every_allowed_method(
+    service: str, path: str, allow: str, security_stack: SecurityStack
+) -> None:
+    r = _call(security_stack, service, "OPTIONS", path)
+
+    assert r.status_code == 405
+    assert r.headers["allow"] == allow
+    assert r.json()["error"] == "MethodNotAllowed" and allow in r.json()["detail"]
