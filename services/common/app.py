@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.common.db import Database
 from services.common.errors import error_body, install_error_handlers
+from services.common.inputs import install_data_error_handler
 from services.common.logs import configure_logging
 from services.common.methods import install_method_not_allowed
 from services.common.metrics import MetricsMiddleware, metrics_endpoint
@@ -56,6 +57,7 @@ def create_app(
     app.state.migrations_ok = False
     install_error_handlers(app)
     install_method_not_allowed(app)
+    install_data_error_handler(app)
     app.add_middleware(MetricsMiddleware, service=service)
 
     @app.get("/health", tags=["probes"], summary="Liveness: the process answers")

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.security.conftest import SITE, SecurityStack, admin_headers
+from tests.security.conftest import SITE, START, SecurityStack, admin_headers
 
 pytestmark = pytest.mark.e2e
 
@@ -59,3 +59,35 @@ def test_405_lists_every_allowed_method(
     assert r.status_code == 405
     assert r.headers["allow"] == allow
     assert r.json()["error"] == "MethodNotAllowed" and allow in r.json()["detail"]
+
+
+# --- a NUL character anywhere was a 500 (PostgreSQL text cannot hold it): now a 422 ----------
+
+NUL = [
+    ("ingest", "GET", "/v1/equipment", {"params": {"site": "SEC1\x00"}}),
+    ("ingest", "GET", "/v1/sites/SEC1%00", {}),
+    ("forecast", "GET", "/v1/model-runs", {"params": {"site": "\x00"}}),
+    ("alerts", "GET", "/v1/incidents", {"params": {"kind": "deficit\x00"}}),
+    ("gateway", "GET", "/api/v1/audit", {"params": {"actor": "\x00"}}),
+    ("gateway", "GET", "/api/v1/users/a%00b", {}),
+    ("ingest", "POST", "/v1/sites",
+     {"json": {"code": "NUL1", "name": "nul\x00name", "timezone": "Europe/Paris"}}),
+    ("ingest", "POST", "/v1/readings/batch",
+     {"json": [{"site": SITE, "ts": START.isoformat(), "consumption_kwh": 1.0,
+                "source": "real\x00"}]}),
+    ("alerts", "POST", "/v1/rules", {"json": {"name": "nul\x00rule", "kind": "deficit"}}),
+    ("gateway", "POST", "/api/v1/tokens", {"json": {"name": "nul\x00token"}}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("service", "method", "path", "kw"), NUL)
+def test_nul_character_is_422_not_500(
+    service: str, method: str, path: str, kw: dict[str, Any], security_stack: SecurityStack
+) -> None:
+    r = _call(security_stack, service, method, path, **kw)
+
+    if path.endswith("/batch"):  # a bad row of a batch is quarantined, the answer a 200
+        assert r.status_code == 200 and r.json()["quarantined"] == 1, r.text
+    else:
+        assert r.status_code in (404, 422), r.text
+        assert r.json()["error"] in ("BadInput", "ValidationError", "NotFound"), r.text
