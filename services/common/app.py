@@ -17,6 +17,7 @@ from services.common.logs import configure_logging
 from services.common.methods import install_method_not_allowed
 from services.common.metrics import MetricsMiddleware, metrics_endpoint
 from services.common.migrations import is_up_to_date
+from services.common.openapi import install_openapi
 from services.common.settings import ServiceSettings
 
 log = logging.getLogger("spe.app")
@@ -79,6 +80,7 @@ def create_app(
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     for router in routers:
         app.include_router(router)
+    install_openapi(app)
     return app
 
 

@@ -7,7 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.security.conftest import SITE, START, SecurityStack, admin_headers
+from tests.security.conftest import SERVICES, SITE, START, SecurityStack, admin_headers
+from tests.security.routes import openapi_document
 
 pytestmark = pytest.mark.e2e
 
@@ -91,3 +92,24 @@ def test_nul_character_is_422_not_500(
     else:
         assert r.status_code in (404, 422), r.text
         assert r.json()["error"] in ("BadInput", "ValidationError", "NotFound"), r.text
+
+
+# --- the OpenAPI documents describe the errors the services really send ----------------------
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_openapi_documents_the_one_error_shape(service: str) -> None:
+    doc = openapi_document(service)
+    schemas = doc["components"]["schemas"]
+
+    assert "HTTPValidationError" not in schemas
+    assert {"error", "detail"} <= set(schemas["ErrorOut"]["required"])
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            for code, response in operation["responses"].items():
+                if code.isdigit() and int(code) >= 400:
+                    schema = response["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/ErrorOut"}, (method, path, code)
+            if path not in ("/health", "/ready") and not path.startswith("/api/v1/auth/"):
+                assert operation.get("security"), f"{method} {path} documents no credentials"
+                assert {"401", "403"} <= set(operation["responses"]), (method, path)
