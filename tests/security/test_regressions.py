@@ -113,3 +113,52 @@ def test_openapi_documents_the_one_error_shape(service: str) -> None:
             if path not in ("/health", "/ready") and not path.startswith("/api/v1/auth/"):
                 assert operation.get("security"), f"{method} {path} documents no credentials"
                 assert {"401", "403"} <= set(operation["responses"]), (method, path)
+
+
+# --- timestamps are ISO 8601 text, never a number read as a Unix time -------------------------
+
+NUMERIC_TIMES = [
+    ("ingest", "GET", "/v1/anomaly-labels", {"params": {"start": "0.5"}}),
+    ("alerts", "GET", "/v1/incidents", {"params": {"start": "1700000000"}}),
+    ("ingest", "GET", f"/v1/sites/{SITE}/readings",
+     {"params": {"start": "0", "end": START.isoformat()}}),
+    ("alerts", "POST", "/v1/silences", {"json": {"site": SITE, "starts_at": 0,
+                                                 "ends_at": "2099-01-01T00:00:00Z"}}),
+    ("gateway", "POST", "/api/v1/tokens", {"json": {"name": "numeric-expiry", "expires_at": 0}}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("service", "method", "path", "kw"), NUMERIC_TIMES)
+def test_a_number_is_not_a_timestamp(
+    service: str, method: str, path: str, kw: dict[str, Any], security_stack: SecurityStack
+) -> None:
+    r = _call(security_stack, service, method, path, **kw)
+
+    assert r.status_code == 422, r.text
+    assert "ISO 8601" in r.json()["detail"]
+
+
+# --- booleans and integers are not coerced from each other (lax pydantic took 0 as false) -----
+
+RULE = {"name": "strict-check", "kind": "deficit", "params": {}}
+LAX = [
+    ("alerts", "POST", "/v1/rules", {"json": RULE | {"enabled": 0}}),
+    ("alerts", "POST", "/v1/rules", {"json": RULE | {"recovery_s": False}}),
+    ("alerts", "POST", "/v1/rules", {"json": RULE | {"pending_s": "60"}}),
+    ("alerts", "PUT", f"/v1/rules/1/overrides/{SITE}", {"json": {"recovery_s": True}}),
+    ("alerts", "POST", "/v1/incidents/1/feedback", {"json": {"true_positive": 0}}),
+    ("alerts", "POST", "/v1/silences", {"json": {"site": SITE, "rule_id": True,
+                                                 "ends_at": "2099-01-01T00:00:00Z"}}),
+    ("gateway", "POST", "/api/v1/users", {"json": {"username": "laxuser", "role": "viewer",
+                                                   "password": "long enough pass", "active": 1}}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("service", "method", "path", "kw"), LAX)
+def test_no_lax_coercion_between_numbers_and_booleans(
+    service: str, method: str, path: str, kw: dict[str, Any], security_stack: SecurityStack
+) -> None:
+    r = _call(security_stack, service, method, path, **kw)
+
+    assert r.status_code == 422, r.text
+    assert r.json()["error"] == "ValidationError"
