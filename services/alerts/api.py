@@ -350,16 +350,20 @@ def update_rule(rule_id: RuleId, body: RulePatch, session: SessionDep, caller: A
     if "params" in changes:
         parse_params(rule.kind, changes["params"] or {})
         changes["params"] = changes["params"] or {}
+    name = changes.get("name", rule.name)
     for key, value in changes.items():
         setattr(rule, key, value)
-    for o in session.scalars(select(RuleOverride).where(RuleOverride.rule_id == rule.id)):
-        parse_params(rule.kind, {**rule.params, **o.params}, where=f"overrides.{o.site}.params")
     rule.updated_at = lifecycle.now()
+    # Flushed before any other query: the overrides' SELECT below would autoflush a taken
+    # name outside this savepoint, and the IntegrityError became a 500 instead of a 409.
+    # The message uses the name read before: the failed flush leaves `rule` unusable.
     try:
         with session.begin_nested():
             session.flush()
     except IntegrityError:
-        raise Conflict(f"a rule named {rule.name!r} already exists") from None
+        raise Conflict(f"a rule named {name!r} already exists") from None
+    for o in session.scalars(select(RuleOverride).where(RuleOverride.rule_id == rule.id)):
+        parse_params(rule.kind, {**rule.params, **o.params}, where=f"overrides.{o.site}.params")
     lifecycle.audit(
         session, caller.subject, "rule_updated", "rule", rule.id,
         {"before": before, "after": _rule_snapshot(rule)},

@@ -200,6 +200,15 @@ class RulePatch(_In):
     enabled: StrictBool | None = None
     description: str | None = Field(default=None, max_length=2000)
 
+    @model_validator(mode="after")
+    def _no_null_for_required_columns(self) -> RulePatch:
+        # null means "every site" for sites and "none" for params; for the other fields it
+        # has no meaning (the column cannot be empty): leave a field out to keep its value.
+        for name in sorted(self.model_fields_set - {"sites", "params"}):
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null; leave it out to keep the current value")
+        return self
+
 
 class OverrideIn(_In):
     enabled: StrictBool | None = None
