@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from services.common.body_limit import BodyLimitMiddleware
 from services.common.db import Database
 from services.common.errors import error_body, install_error_handlers
 from services.common.inputs import install_data_error_handler
@@ -31,8 +32,13 @@ def create_app(
     routers: Sequence[APIRouter] = (),
     lifespan: Lifespan | None = None,
     description: str = "",
+    upload_limit: tuple[int, str] | None = None,
 ) -> FastAPI:
-    """Build a service's FastAPI app with DB, errors, metrics, logging and probes."""
+    """Build a service's FastAPI app with DB, errors, metrics, logging and probes.
+
+    ``upload_limit``: (bytes, setting name) for the routes ending in ``/import``, which take
+    files larger than MAX_BODY_MB.
+    """
     configure_logging(service, settings.log_level, settings.log_json)
 
     @asynccontextmanager
@@ -59,6 +65,12 @@ def create_app(
     install_error_handlers(app)
     install_method_not_allowed(app)
     install_data_error_handler(app)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=int(settings.max_body_mb * 2**20),
+        upload_bytes=upload_limit[0] if upload_limit else None,
+        upload_setting=upload_limit[1] if upload_limit else "MAX_BODY_MB",
+    )
     app.add_middleware(MetricsMiddleware, service=service)
 
     @app.get("/health", tags=["probes"], summary="Liveness: the process answers")
