@@ -38,7 +38,7 @@ from tests.security.routes import openapi_document
 pytestmark = pytest.mark.e2e
 
 FUZZ = settings(
-    max_examples=4,
+    max_examples=3,
     derandomize=True,
     deadline=None,
     database=None,
