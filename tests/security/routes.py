@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 from functools import cache
 from typing import Any
 
@@ -31,7 +32,14 @@ def built_app(service: str) -> FastAPI:
         log_json=False,
         log_level="ERROR",
     )
-    app: FastAPI = main.build_app(settings)
+    # Built at collection time: leave the test process's logging as it was (create_app
+    # points the root logger at the stdout of the moment).
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        app: FastAPI = main.build_app(settings)
+    finally:
+        root.handlers[:], root.level = handlers, level
     return app
 
 
