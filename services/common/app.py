@@ -19,6 +19,7 @@ from services.common.methods import install_method_not_allowed
 from services.common.metrics import MetricsMiddleware, metrics_endpoint
 from services.common.migrations import is_up_to_date
 from services.common.openapi import install_openapi
+from services.common.query_params import RepeatedQueryMiddleware
 from services.common.settings import ServiceSettings
 
 log = logging.getLogger("spe.app")
@@ -71,6 +72,7 @@ def create_app(
         upload_bytes=upload_limit[0] if upload_limit else None,
         upload_setting=upload_limit[1] if upload_limit else "MAX_BODY_MB",
     )
+    app.add_middleware(RepeatedQueryMiddleware, fastapi_app=app)
     app.add_middleware(MetricsMiddleware, service=service)
 
     @app.get("/health", tags=["probes"], summary="Liveness: the process answers")

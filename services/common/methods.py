@@ -20,7 +20,8 @@ _METHODS = ("get", "post", "put", "patch", "delete")
 
 
 @cache
-def _template(path: str) -> re.Pattern[str]:
+def path_pattern(path: str) -> re.Pattern[str]:
+    """A regex matching the concrete paths of an OpenAPI path template."""
     parts = re.split(r"({[^}]+})", path)
     return re.compile("".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts))
 
@@ -33,7 +34,7 @@ def allowed_methods(app: FastAPI, path: str) -> set[str]:
         return {m.upper() for m in paths[path] if m in _METHODS}
     methods: set[str] = set()
     for template, item in paths.items():
-        if _template(template).fullmatch(path):
+        if path_pattern(template).fullmatch(path):
             methods |= {m.upper() for m in item if m in _METHODS}
     return methods
 

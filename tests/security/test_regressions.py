@@ -204,3 +204,26 @@ def test_nul_character_is_422_not_500(
     else:
         assert r.status_code in (404, 422), r.text
         assert r.json()["error"] in ("BadInput", "ValidationError", "NotFound"), r.text
+
+
+# --- a single-valued query parameter given twice is a 422 (the last value silently won) ------
+
+REPEATED = [
+    ("ingest", f"/v1/equipment?site={SITE}&site=OTHER", "site"),
+    ("forecast", f"/v1/model-runs?site={SITE}&site=OTHER", "site"),
+    ("alerts", "/v1/incidents?status=open&status=resolved", "status"),
+    ("gateway", f"/api/v1/report-subscriptions?site={SITE}&site=%C3%A9", "site"),
+]
+
+
+@pytest.mark.parametrize(("service", "path", "name"), REPEATED)
+def test_repeated_single_valued_query_parameter_is_422(
+    service: str, path: str, name: str, security_stack: SecurityStack
+) -> None:
+    r = _call(security_stack, service, "GET", path)
+
+    assert r.status_code == 422, r.text
+    assert r.json() == {
+        "error": "ValidationError",
+        "detail": f"query parameter {name!r} is given 2 times; give it once",
+    }
