@@ -93,6 +93,7 @@ SourcesDep = Annotated[Sources, Depends(_sources)]
     response_model=EvaluationOut,
     tags=["evaluation"],
     summary="Evaluate a site's rules on new data (ingest calls this after it commits)",
+    responses={404: {"description": "no such site"}},
 )
 def evaluate(
     body: EvaluateIn,
@@ -187,7 +188,17 @@ def read_incident(
 IncidentId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
-@incidents.post("/{incident_id}/acknowledge", response_model=IncidentOut, summary="Acknowledge")
+_STATE_CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"description": "the incident is already resolved (or acknowledged)"}
+}
+
+
+@incidents.post(
+    "/{incident_id}/acknowledge",
+    response_model=IncidentOut,
+    summary="Acknowledge",
+    responses=_STATE_CONFLICT,
+)
 def acknowledge(
     incident_id: IncidentId, body: AcknowledgeIn, session: SessionDep, caller: WriterDep
 ) -> Incident:
@@ -197,7 +208,12 @@ def acknowledge(
     return inc
 
 
-@incidents.post("/{incident_id}/resolve", response_model=IncidentOut, summary="Resolve")
+@incidents.post(
+    "/{incident_id}/resolve",
+    response_model=IncidentOut,
+    summary="Resolve",
+    responses=_STATE_CONFLICT,
+)
 def resolve(
     incident_id: IncidentId,
     body: ResolveIn,
@@ -302,7 +318,16 @@ def read_rule(rule_id: RuleId, session: SessionDep, _: ReaderDep) -> RuleOut:
     return _rule_out(session, _rule(session, rule_id))
 
 
-@rules.post("", response_model=RuleOut, status_code=status.HTTP_201_CREATED, summary="Add a rule")
+_NAME_TAKEN: dict[int | str, dict[str, Any]] = {409: {"description": "a rule has that name"}}
+
+
+@rules.post(
+    "",
+    response_model=RuleOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Add a rule",
+    responses=_NAME_TAKEN,
+)
 def create_rule(body: RuleIn, session: SessionDep, caller: AdminDep) -> RuleOut:
     """A rule for every site (sites null) or a group; parameters checked for the kind."""
     parse_params(body.kind, body.params)
@@ -316,7 +341,7 @@ def create_rule(body: RuleIn, session: SessionDep, caller: AdminDep) -> RuleOut:
     return _rule_out(session, rule)
 
 
-@rules.patch("/{rule_id}", response_model=RuleOut, summary="Change a rule")
+@rules.patch("/{rule_id}", response_model=RuleOut, summary="Change a rule", responses=_NAME_TAKEN)
 def update_rule(rule_id: RuleId, body: RulePatch, session: SessionDep, caller: AdminDep) -> RuleOut:
     """Only the fields sent change; params are replaced whole (send them all)."""
     rule = _rule(session, rule_id)
@@ -325,16 +350,20 @@ def update_rule(rule_id: RuleId, body: RulePatch, session: SessionDep, caller: A
     if "params" in changes:
         parse_params(rule.kind, changes["params"] or {})
         changes["params"] = changes["params"] or {}
+    name = changes.get("name", rule.name)
     for key, value in changes.items():
         setattr(rule, key, value)
-    for o in session.scalars(select(RuleOverride).where(RuleOverride.rule_id == rule.id)):
-        parse_params(rule.kind, {**rule.params, **o.params}, where=f"overrides.{o.site}.params")
     rule.updated_at = lifecycle.now()
+    # Flushed before any other query: the overrides' SELECT below would autoflush a taken
+    # name outside this savepoint, and the IntegrityError became a 500 instead of a 409.
+    # The message uses the name read before: the failed flush leaves `rule` unusable.
     try:
         with session.begin_nested():
             session.flush()
     except IntegrityError:
-        raise Conflict(f"a rule named {rule.name!r} already exists") from None
+        raise Conflict(f"a rule named {name!r} already exists") from None
+    for o in session.scalars(select(RuleOverride).where(RuleOverride.rule_id == rule.id)):
+        parse_params(rule.kind, {**rule.params, **o.params}, where=f"overrides.{o.site}.params")
     lifecycle.audit(
         session, caller.subject, "rule_updated", "rule", rule.id,
         {"before": before, "after": _rule_snapshot(rule)},
@@ -342,7 +371,12 @@ def update_rule(rule_id: RuleId, body: RulePatch, session: SessionDep, caller: A
     return _rule_out(session, rule)
 
 
-@rules.delete("/{rule_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a rule")
+@rules.delete(
+    "/{rule_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a rule",
+    responses={409: {"description": "incidents refer to the rule: disable it instead"}},
+)
 def delete_rule(rule_id: RuleId, session: SessionDep, caller: AdminDep) -> Response:
     """Only a rule that never raised an incident; otherwise disable it (the history stays)."""
     rule = _rule(session, rule_id)
@@ -540,7 +574,10 @@ def list_deliveries(
 
 
 @deliveries.post(
-    "/{delivery_id}/retry", response_model=DeliveryOut, summary="Send a delivery again now"
+    "/{delivery_id}/retry",
+    response_model=DeliveryOut,
+    summary="Send a delivery again now",
+    responses={409: {"description": "already delivered"}},
 )
 def retry_delivery(
     delivery_id: Annotated[int, Path(ge=1, le=2**63 - 1)], session: SessionDep, caller: WriterDep

@@ -9,12 +9,15 @@ from zoneinfo import available_timezones
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictInt,
     model_validator,
 )
+
+from services.common.query_time import IsoDatetime
 
 Severity = Literal["critical", "warning"]
 RuleKind = Literal["deficit", "threshold", "forecast_deficit", "anomaly", "equipment_risk"]
@@ -39,7 +42,8 @@ def _sane_time(value: datetime | None) -> datetime | None:
     return value
 
 
-SaneTime = Annotated[AwareDatetime, AfterValidator(_sane_time)]
+# Text only: a number is not read as a Unix time (pydantic would take 0 as 1970-01-01).
+SaneTime = Annotated[IsoDatetime, AfterValidator(_sane_time)]
 
 
 class _In(BaseModel):
@@ -161,7 +165,7 @@ class ResolveIn(_In):
 
 
 class FeedbackIn(_In):
-    true_positive: bool
+    true_positive: StrictBool
     comment: Comment
 
 
@@ -180,9 +184,9 @@ class RuleIn(_In):
         default=None, max_length=1000, description="null: every site (new ones included)"
     )
     params: dict[str, Any] = Field(default_factory=dict)
-    pending_s: int = Field(default=0, ge=0, le=7 * 86400)
-    recovery_s: int = Field(default=3600, ge=0, le=7 * 86400)
-    enabled: bool = True
+    pending_s: StrictInt = Field(default=0, ge=0, le=7 * 86400)
+    recovery_s: StrictInt = Field(default=3600, ge=0, le=7 * 86400)
+    enabled: StrictBool = True
     description: str = Field(default="", max_length=2000)
 
 
@@ -191,18 +195,27 @@ class RulePatch(_In):
     severity: Severity | None = None
     sites: list[SiteCode] | None = Field(default=None, max_length=1000)
     params: dict[str, Any] | None = None
-    pending_s: int | None = Field(default=None, ge=0, le=7 * 86400)
-    recovery_s: int | None = Field(default=None, ge=0, le=7 * 86400)
-    enabled: bool | None = None
+    pending_s: StrictInt | None = Field(default=None, ge=0, le=7 * 86400)
+    recovery_s: StrictInt | None = Field(default=None, ge=0, le=7 * 86400)
+    enabled: StrictBool | None = None
     description: str | None = Field(default=None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _no_null_for_required_columns(self) -> RulePatch:
+        # null means "every site" for sites and "none" for params; for the other fields it
+        # has no meaning (the column cannot be empty): leave a field out to keep its value.
+        for name in sorted(self.model_fields_set - {"sites", "params"}):
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null; leave it out to keep the current value")
+        return self
 
 
 class OverrideIn(_In):
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     severity: Severity | None = None
     params: dict[str, Any] = Field(default_factory=dict, description="merged over the rule's")
-    pending_s: int | None = Field(default=None, ge=0, le=7 * 86400)
-    recovery_s: int | None = Field(default=None, ge=0, le=7 * 86400)
+    pending_s: StrictInt | None = Field(default=None, ge=0, le=7 * 86400)
+    recovery_s: StrictInt | None = Field(default=None, ge=0, le=7 * 86400)
 
 
 class OverrideOut(_Out):
@@ -253,12 +266,14 @@ class EffectiveRuleOut(_Out):
 
 class SilenceIn(_In):
     site: SiteCode | None = Field(default=None, description="null: every site")
-    rule_id: int | None = Field(default=None, ge=1, le=2**31 - 1, description="null: every rule")
+    rule_id: StrictInt | None = Field(
+        default=None, ge=1, le=2**31 - 1, description="null: every rule"
+    )
     starts_at: SaneTime | None = Field(default=None, description="default: now")
     ends_at: SaneTime | None = Field(
         default=None, description="required for a one-off silence; optional for a recurring one"
     )
-    weekdays: list[Annotated[int, Field(ge=0, le=6)]] | None = Field(
+    weekdays: list[Annotated[StrictInt, Field(ge=0, le=6)]] | None = Field(
         default=None, min_length=1, max_length=7, description="recurring: local weekdays, 0=Mon"
     )
     start_time: time | None = Field(default=None, description="recurring: local start, 22:00")

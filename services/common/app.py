@@ -10,11 +10,16 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from services.common.body_limit import BodyLimitMiddleware
 from services.common.db import Database
 from services.common.errors import error_body, install_error_handlers
+from services.common.inputs import install_data_error_handler
 from services.common.logs import configure_logging
+from services.common.methods import install_method_not_allowed
 from services.common.metrics import MetricsMiddleware, metrics_endpoint
 from services.common.migrations import is_up_to_date
+from services.common.openapi import install_openapi
+from services.common.query_params import RepeatedQueryMiddleware
 from services.common.settings import ServiceSettings
 
 log = logging.getLogger("spe.app")
@@ -28,8 +33,13 @@ def create_app(
     routers: Sequence[APIRouter] = (),
     lifespan: Lifespan | None = None,
     description: str = "",
+    upload_limit: tuple[int, str] | None = None,
 ) -> FastAPI:
-    """Build a service's FastAPI app with DB, errors, metrics, logging and probes."""
+    """Build a service's FastAPI app with DB, errors, metrics, logging and probes.
+
+    ``upload_limit``: (bytes, setting name) for the routes ending in ``/import``, which take
+    files larger than MAX_BODY_MB.
+    """
     configure_logging(service, settings.log_level, settings.log_json)
 
     @asynccontextmanager
@@ -56,6 +66,15 @@ def create_app(
     )
     app.state.migrations_ok = False
     install_error_handlers(app)
+    install_method_not_allowed(app)
+    install_data_error_handler(app)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=int(settings.max_body_mb * 2**20),
+        upload_bytes=upload_limit[0] if upload_limit else None,
+        upload_setting=upload_limit[1] if upload_limit else "MAX_BODY_MB",
+    )
+    app.add_middleware(RepeatedQueryMiddleware, fastapi_app=app)
     app.add_middleware(MetricsMiddleware, service=service)
 
     @app.get("/health", tags=["probes"], summary="Liveness: the process answers")
@@ -77,6 +96,7 @@ def create_app(
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     for router in routers:
         app.include_router(router)
+    install_openapi(app)
     return app
 
 

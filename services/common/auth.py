@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jose import JWTError, jwt
 
 from services.common.errors import Forbidden, NotAuthenticated
@@ -131,9 +132,16 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
+# Declared as a security scheme so the OpenAPI document says which routes need a token; the
+# check itself stays ours (auto_error=False), so a missing token gets our 401 and message.
+_bearer = HTTPBearer(auto_error=False, description="an access or service JWT")
+
+
 # The dependencies below are async on purpose: they only compute, and a sync dependency would
-# cost a hop to the thread pool (and back) on every request.
-async def current_principal(request: Request) -> Principal:
+# cost a hop to the thread pool (and back) on every request (HTTPBearer's own is async too).
+async def current_principal(
+    request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
     """Dependency: the verified caller of an internal-service route."""
     return verify_token(request.app.state.settings, bearer_token(request))
 

@@ -36,6 +36,8 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     http_timeout_s: float = 5.0
+    # Largest request body any route accepts (file imports have their own, larger limit).
+    max_body_mb: float = Field(default=16.0, gt=0)
 
     host: str = "127.0.0.1"
     gateway_port: int = 8000

@@ -133,7 +133,10 @@ def read_model_run(
     tags=["jobs"],
     summary="Retrain one site (or every site and maintenance): 202 a new job, 200 the one "
     "already queued or running for it",
-    responses={200: {"model": JobOut, "description": "a job for this site is already active"}},
+    responses={
+        200: {"model": JobOut, "description": "a job for this site is already active"},
+        404: {"description": "no such site"},
+    },
 )
 def start_retrain(
     body: RetrainIn,

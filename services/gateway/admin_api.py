@@ -49,7 +49,11 @@ def users_list(session: SessionDep, _: AdminDep) -> list[User]:
 
 
 @router.post(
-    "/users", response_model=UserOut, status_code=status.HTTP_201_CREATED, summary="Create a user"
+    "/users",
+    response_model=UserOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a user",
+    responses={409: {"model": ErrorOut, "description": "a user has that name"}},
 )
 def users_create(body: UserIn, request: Request, session: SessionDep, caller: AdminDep) -> User:
     """Create a user (the password is stored as an argon2id hash)."""

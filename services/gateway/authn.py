@@ -70,10 +70,13 @@ class AuthCache:
             return None
         return entry
 
-    def put(self, key: str, caller: Caller | None, valid_after: float = 0.0) -> None:
+    def put(self, key: str, caller: Caller | None, valid_after: float = 0.0) -> _Entry:
+        """Store and return the entry (used as is: with AUTH_CACHE_S=0 it is already stale)."""
         if len(self.entries) > 10_000:  # bounded: stale entries of departed callers go
             self.entries.clear()
-        self.entries[key] = _Entry(time.monotonic() + self.ttl_s, caller, valid_after)
+        entry = _Entry(time.monotonic() + self.ttl_s, caller, valid_after)
+        self.entries[key] = entry
+        return entry
 
     def forget_user(self, username: str) -> None:
         self.entries.pop(f"user:{username}", None)
@@ -92,17 +95,16 @@ def client_addr(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def _load_user(session: Session, cache: AuthCache, username: str) -> None:
+def _load_user(session: Session, cache: AuthCache, username: str) -> _Entry:
     """Look the user up and cache what was found (an absent or inactive user as refused)."""
     user = find_user(session, username)
     if user is None or not user.active:
-        cache.put(f"user:{username}", None)
-    else:
-        caller = Caller("user", user.username, user.role, (), user_id=user.id)
-        cache.put(f"user:{username}", caller, user.tokens_valid_after.timestamp())
+        return cache.put(f"user:{username}", None)
+    caller = Caller("user", user.username, user.role, (), user_id=user.id)
+    return cache.put(f"user:{username}", caller, user.tokens_valid_after.timestamp())
 
 
-def _load_token(session: Session, cache: AuthCache, key: str, secret: str) -> None:
+def _load_token(session: Session, cache: AuthCache, key: str, secret: str) -> _Entry:
     """Look the API token up, record its use, and cache what was found."""
     row = find_api_token(session, secret)
     caller = None
@@ -114,7 +116,7 @@ def _load_token(session: Session, cache: AuthCache, key: str, secret: str) -> No
         role = "operator" if "write" in row.scopes else "viewer"
         caller = Caller("api_token", row.name, role, tuple(row.scopes), token_id=row.id)
         touch_api_token(session, row.id)
-    cache.put(key, caller)
+    return cache.put(key, caller)
 
 
 async def _user_caller(
@@ -124,9 +126,9 @@ async def _user_caller(
     key = f"user:{principal.subject}"
     entry = cache.get(key)
     if entry is None:
-        await run_in_threadpool(_load_user, session, cache, principal.subject)
-        entry = cache.get(key)
-    if entry is None or entry.caller is None:
+        # The entry as loaded, not read back: with AUTH_CACHE_S=0 it is already stale.
+        entry = await run_in_threadpool(_load_user, session, cache, principal.subject)
+    if entry.caller is None:
         raise NotAuthenticated("this account is disabled or no longer exists")
     # iat has whole seconds: a token issued in the second of the change stays valid.
     if principal.issued_at < int(entry.valid_after):
@@ -138,9 +140,8 @@ async def _token_caller(session: Session, cache: AuthCache, secret: str) -> Call
     key = f"token:{digest(secret)}"
     entry = cache.get(key)
     if entry is None:
-        await run_in_threadpool(_load_token, session, cache, key, secret)
-        entry = cache.get(key)
-    if entry is None or entry.caller is None:
+        entry = await run_in_threadpool(_load_token, session, cache, key, secret)
+    if entry.caller is None:
         raise NotAuthenticated("this API token is unknown, revoked or expired")
     return entry.caller
 

@@ -32,6 +32,8 @@ class GatewaySettings(ServiceSettings):
     upstream_token_s: int = Field(default=120, ge=30)
     # Uploads are processed before the internal service answers: they get a longer read timeout.
     import_timeout_s: float = Field(default=300.0, gt=0)
+    # The same variable ingest reads: an import over it is refused here, before it is forwarded.
+    ingest_max_upload_mb: int = Field(default=200, ge=1)
     # Retry-After (seconds) sent with a 503 when an internal service does not answer.
     upstream_retry_after_s: int = Field(default=5, ge=1)
     # Timeout of each internal service's /ready call made by /ready and /api/v1/status.

@@ -79,6 +79,8 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
         ],
         lifespan=lifespan,
         description=DESCRIPTION,
+        # Imports are streamed on to ingest: refused here already past ingest's own limit.
+        upload_limit=(settings.ingest_max_upload_mb * 2**20, "INGEST_MAX_UPLOAD_MB"),
     )
     app.state.auth_cache = AuthCache(ttl_s=settings.auth_cache_s)
     app.state.read_cache = ReadCache(ttl_s=settings.gateway_read_cache_s)

@@ -532,13 +532,31 @@ def _endpoint(route: Route) -> Callable[..., Awaitable[Response]]:
     return endpoint
 
 
-def _responses(route: Route) -> dict[int | str, dict[str, Any]] | None:
+def _upstream_errors(route: Route) -> dict[int | str, dict[str, Any]]:
+    """What the internal service may answer besides success, passed on as it is."""
+    errors: dict[int | str, dict[str, Any]] = {
+        404: {"model": ErrorOut, "description": "the site (or other entity) named does not exist"}
+    }
+    if route.method != "GET":
+        errors[409] = {"model": ErrorOut, "description": "conflicts with existing data"}
+    if route.body is not None:
+        errors[400] = {"model": ErrorOut, "description": "the body is not JSON / not a form"}
+        errors[413] = {"model": ErrorOut, "description": "over the row or size limit"}
+        errors[415] = {"model": ErrorOut, "description": "wrong Content-Type or file type"}
+    if route.status_code == 202:
+        errors[200] = {"description": "a job of that kind is already active: that job"}
+    return errors
+
+
+def _responses(route: Route) -> dict[int | str, dict[str, Any]]:
+    responses = _upstream_errors(route)
     if route.status_code == 204:
-        return {204: {"description": "done; no body"}}
+        return responses | {204: {"description": "done; no body"}}
     if route.response_example is None:
-        return None
+        return responses
     content = {"application/json": {"example": route.response_example}}
-    return {route.status_code: {"description": "the internal service's answer", "content": content}}
+    ok = {"description": "the internal service's answer", "content": content}
+    return responses | {route.status_code: ok}
 
 
 def build_router(routes: list[Route] = PUBLIC_ROUTES) -> APIRouter:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+
+from services.common.query_time import IsoDatetime
 
 RoleName = Literal["viewer", "operator", "admin"]
 ScopeName = Literal["read", "write"]
@@ -71,13 +73,13 @@ class UserIn(_In):
     username: Username
     password: Password
     role: RoleName = "viewer"
-    active: bool = True
+    active: StrictBool = True
 
 
 class UserPatch(_In):
     password: Password | None = None
     role: RoleName | None = None
-    active: bool | None = None
+    active: StrictBool | None = None
 
 
 class UserOut(BaseModel):
@@ -97,7 +99,7 @@ class ApiTokenIn(_In):
         default_factory=lambda: ["read"],  # type: ignore[arg-type]
         description="'read' allows GET only (the default); 'write' adds operator writes",
     )
-    expires_at: AwareDatetime | None = Field(default=None, description="none: never expires")
+    expires_at: IsoDatetime | None = Field(default=None, description="none: never expires")
 
     @field_validator("scopes")
     @classmethod

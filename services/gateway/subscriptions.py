@@ -487,6 +487,7 @@ def list_deliveries(
     response_model=ReportDeliveryOut,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Send the last complete period's report now",
+    responses={409: {"model": ErrorOut, "description": "the subscription is cancelled"}},
 )
 def send_now(
     subscription_id: SubscriptionId, request: Request, session: SessionDep, caller: OperatorDep
@@ -521,6 +522,7 @@ def send_now(
     "/{subscription_id}/deliveries/{delivery_id}/retry",
     response_model=ReportDeliveryOut,
     summary="Send a failed or retrying delivery again now",
+    responses={409: {"model": ErrorOut, "description": "already delivered"}},
 )
 def retry_delivery(
     subscription_id: SubscriptionId,

@@ -29,7 +29,11 @@ def list_sites(session: SessionDep, _: ReaderDep) -> list[Site]:
 
 
 @sites.post(
-    "", response_model=SiteOut, status_code=status.HTTP_201_CREATED, summary="Create a site"
+    "",
+    response_model=SiteOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a site",
+    responses={409: {"description": "a site has that code"}},
 )
 def create_site(body: SiteIn, session: SessionDep, _: WriterDep) -> Site:
     site = Site(**body.model_dump())
@@ -119,6 +123,10 @@ def list_equipment(
     response_model=EquipmentOut,
     status_code=status.HTTP_201_CREATED,
     summary="Register equipment at a site",
+    responses={
+        404: {"description": "no such site"},
+        409: {"description": "equipment has that code"},
+    },
 )
 def create_equipment(body: EquipmentIn, session: SessionDep, _: WriterDep) -> EquipmentOut:
     site = get_site(session, body.site)

@@ -23,11 +23,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def build_app(settings: IngestSettings | None = None) -> FastAPI:
     """The ingest app, configured from the environment unless settings are given."""
+    settings = settings or IngestSettings()
     return create_app(
         "ingest",
-        settings or IngestSettings(),
+        settings,
         routers=[router],
         lifespan=_lifespan,
         description="Sites, readings, equipment telemetry, weather: validated, idempotent "
         "writes and aggregated reads.",
+        upload_limit=(settings.ingest_max_upload_mb * 2**20, "INGEST_MAX_UPLOAD_MB"),
     )
