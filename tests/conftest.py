@@ -19,9 +19,35 @@ from services.common.auth import issue_token
 from services.common.db import get_session
 from services.common.migrations import upgrade_all
 from services.common.settings import ServiceSettings, to_sqlalchemy_url
-from services.common.stack import create_database, drop_database, embedded_postgres
+from services.common.stack import (
+    SERVICE_PORTS,
+    create_database,
+    drop_database,
+    embedded_postgres,
+    free_port,
+    service_env,
+)
 
 TEST_SECRET = "test-secret-not-for-production-0123456789"
+
+
+def process_env(database_url: str, **overrides: str) -> dict[str, str]:
+    """Environment for service processes started by a test: the test secret, quiet plain-text
+    logs, and each of the four services on a free loopback port of its own (so the URL of a
+    service the test does not start leads nowhere, never to a `make run` on the default ports).
+    ``overrides`` win: a test's own settings, or the URL of a service started elsewhere."""
+    ports = {name.upper(): free_port() for name in SERVICE_PORTS}
+    settings = {
+        "SECRET_KEY": TEST_SECRET,
+        "ENVIRONMENT": "test",
+        "LOG_JSON": "false",
+        "LOG_LEVEL": "WARNING",
+        **{f"{name}_PORT": str(port) for name, port in ports.items()},
+        **{f"{name}_URL": f"http://127.0.0.1:{port}" for name, port in ports.items()},
+        **overrides,
+    }
+    return service_env(database_url, **settings)
+
 
 # The ingest roll-up job stays off in tests (and in the service processes they start): many
 # tests insert readings straight into the database, which only the API's writes report to the

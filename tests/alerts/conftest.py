@@ -38,10 +38,10 @@ from services.alerts.main import build_app
 from services.alerts.notifier import Notifier
 from services.common.http import ServiceAuth
 from services.common.settings import ServiceSettings
-from services.common.stack import ServiceProcess, free_port, service_env, start_services
+from services.common.stack import ServiceProcess, free_port, start_services
 from services.ingest.simulator.catalog import site_specs
 from services.ingest.simulator.client import IngestClient, backfill, current_hour
-from tests.conftest import TEST_SECRET, bind_session, token_for
+from tests.conftest import TEST_SECRET, bind_session, process_env, token_for
 
 SIM_SITES = 3
 SIM_DAYS = 42
@@ -105,17 +105,9 @@ def ingest(
     make_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[IngestAPI]:
     """Ingest as a real process on its own database, with simulated sites loaded."""
-    port = free_port()
-    env = service_env(
+    env = process_env(
         make_database("alerts_ingest"),
-        SECRET_KEY=TEST_SECRET,
-        ENVIRONMENT="test",
-        LOG_JSON="false",
-        LOG_LEVEL="WARNING",
         INGEST_NOTIFY_ALERTS="false",
-        INGEST_PORT=str(port),
-        INGEST_URL=f"http://127.0.0.1:{port}",
-        ALERTS_URL=f"http://127.0.0.1:{free_port()}",
     )
     log_dir: Path = tmp_path_factory.mktemp("alerts-ingest")
     (proc,) = start_services(env, ("ingest",), log_dir=log_dir)

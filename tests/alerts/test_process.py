@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from services.common.stack import ServiceProcess, free_port, service_env, start_services
+from services.common.stack import ServiceProcess, start_services
 from tests.alerts.conftest import IngestAPI, Webhook, hours_ago, webhook_server
-from tests.conftest import TEST_SECRET, token_for
+from tests.conftest import process_env, token_for
 
 pytestmark = pytest.mark.e2e
 H = timedelta(hours=1)
@@ -35,17 +35,9 @@ def alerts_proc(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServiceProcess]:
     """Alerts under uvicorn on a database of its own, schedule every second, local webhook."""
-    port = free_port()
-    env = service_env(
+    env = process_env(
         make_database("alerts_proc"),
-        SECRET_KEY=TEST_SECRET,
-        ENVIRONMENT="test",
-        LOG_JSON="false",
-        LOG_LEVEL="WARNING",
-        ALERTS_PORT=str(port),
-        ALERTS_URL=f"http://127.0.0.1:{port}",
         INGEST_URL=ingest.url,
-        FORECAST_URL=f"http://127.0.0.1:{free_port()}",
         ALERTS_EVAL_INTERVAL_S="1",
         ALERTS_EVAL_LOOKBACK_H="6",
         ALERTS_DELIVERY_POLL_S="0.2",

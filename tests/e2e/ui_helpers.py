@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 from playwright.sync_api import Browser, Page, Playwright
 
-from services.common.stack import ROOT, ServiceProcess, free_port, service_env, start_services
+from services.common.stack import ROOT, ServiceProcess, start_services
 from services.ingest.simulator.catalog import equipment_specs, site_specs
 from services.ingest.simulator.client import IngestClient, backfill, client_auth
-from tests.conftest import TEST_SECRET
+from tests.conftest import process_env
 
 CHROMIUM = "/usr/bin/chromium"
 # As root in a container: no sandbox; no GPU; no call to Google's hosts (the network is closed).
@@ -83,18 +83,11 @@ class UiStack:
 
 def start_stack(database_url: str, log_dir: Path, **overrides: str) -> UiStack:
     """The four services on free ports, one database, one SECRET_KEY, the built UI."""
-    ports = {name: free_port() for name in SERVICES}
-    env = service_env(
+    env = process_env(
         database_url,
-        SECRET_KEY=TEST_SECRET,
-        ENVIRONMENT="test",
-        LOG_JSON="false",
-        LOG_LEVEL="WARNING",
         ADMIN_USERNAME="admin",
         ADMIN_PASSWORD=ADMIN_PASSWORD,
         GATEWAY_STATIC_DIR=str(UI_DIR),
-        **{f"{n.upper()}_PORT": str(p) for n, p in ports.items()},
-        **{f"{n.upper()}_URL": f"http://127.0.0.1:{p}" for n, p in ports.items()},
         **overrides,
     )
     procs = start_services(env, SERVICES, log_dir=log_dir)

@@ -27,13 +27,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.common.http import ServiceAuth
 from services.common.settings import ServiceSettings
-from services.common.stack import ServiceProcess, free_port, service_env, start_services
+from services.common.stack import ServiceProcess, start_services
 from services.forecast.config import ForecastSettings
 from services.forecast.data import IngestReader
 from services.forecast.main import build_app
 from services.ingest.simulator.catalog import equipment_specs, site_specs
 from services.ingest.simulator.client import IngestClient, backfill, current_hour
-from tests.conftest import TEST_SECRET, bind_session, token_for
+from tests.conftest import TEST_SECRET, bind_session, process_env, token_for
 
 SIM_SITES = 2
 SIM_DAYS = 35
@@ -106,18 +106,10 @@ def ingest(
     make_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[IngestAPI]:
     """Ingest as a real process on its own database, with simulated sites and equipment."""
-    port = free_port()
     database_url = make_database("forecast_ingest")
-    env = service_env(
+    env = process_env(
         database_url,
-        SECRET_KEY=TEST_SECRET,
-        ENVIRONMENT="test",
-        LOG_JSON="false",
-        LOG_LEVEL="WARNING",
         INGEST_NOTIFY_ALERTS="false",
-        INGEST_PORT=str(port),
-        INGEST_URL=f"http://127.0.0.1:{port}",
-        ALERTS_URL=f"http://127.0.0.1:{free_port()}",
     )
     log_dir: Path = tmp_path_factory.mktemp("forecast-ingest")
     (proc,) = start_services(env, ("ingest",), log_dir=log_dir)

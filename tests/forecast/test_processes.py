@@ -17,9 +17,9 @@ import pytest
 
 from services.common.http import ServiceAuth
 from services.common.settings import ServiceSettings
-from services.common.stack import free_port, service_env, start_services
+from services.common.stack import start_services
 from services.ingest.simulator.client import current_hour
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, process_env
 from tests.forecast.conftest import IngestAPI, days_ago, fast_settings, weekly_rows
 
 pytestmark = pytest.mark.e2e
@@ -43,13 +43,8 @@ def test_forecast_through_the_gateway_feeds_both_alerts_rules(
     # weeks of history; forecast (worker polling), alerts and the gateway as processes.
     code = ingest.site("DEFICIT", capacity_kw=10.0)
     ingest.readings(code, weekly_rows(days_ago(35), current_hour()))
-    ports = {name: free_port() for name in ("GATEWAY", "FORECAST", "ALERTS")}
-    env = service_env(
+    env = process_env(
         ingest.database_url,
-        SECRET_KEY=TEST_SECRET,
-        ENVIRONMENT="test",
-        LOG_JSON="false",
-        LOG_LEVEL="WARNING",
         ADMIN_USERNAME="admin",
         ADMIN_PASSWORD=ADMIN_PASSWORD,
         ALERTS_EVAL_INTERVAL_S="0",
@@ -58,8 +53,6 @@ def test_forecast_through_the_gateway_feeds_both_alerts_rules(
         INGEST_PORT=ingest.env["INGEST_PORT"],
         INGEST_URL=ingest.url,
         **{k.upper(): str(v) for k, v in fast_settings(forecast_job_poll_s=0.5).items()},
-        **{f"{name}_PORT": str(port) for name, port in ports.items()},
-        **{f"{name}_URL": f"http://127.0.0.1:{port}" for name, port in ports.items()},
     )
     forecast, alerts, gateway = start_services(
         env, ("forecast", "alerts", "gateway"), log_dir=tmp_path

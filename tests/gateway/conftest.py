@@ -30,12 +30,12 @@ from services.common.auth import issue_token, verify_token
 from services.common.db import get_session
 from services.common.errors import NotAuthenticated
 from services.common.settings import ServiceSettings
-from services.common.stack import ServiceProcess, free_port, service_env, start_services
+from services.common.stack import ServiceProcess, free_port, start_services
 from services.gateway.config import GatewaySettings
 from services.gateway.main import build_app
 from services.gateway.models import User
 from services.gateway.security import hash_password
-from tests.conftest import TEST_SECRET, bind_session, token_for
+from tests.conftest import TEST_SECRET, bind_session, process_env, token_for
 
 PASSWORD = "correct horse battery staple"
 _seq = itertools.count(1)
@@ -264,19 +264,11 @@ def stack(
 ) -> Iterator[Stack]:
     """Started once per session: a site with four days of readings and its incidents."""
     database_url = make_database("gateway_stack")
-    ports = {name: free_port() for name in ("INGEST", "ALERTS")}
-    env = service_env(
+    env = process_env(
         database_url,
-        SECRET_KEY=TEST_SECRET,
-        ENVIRONMENT="test",
-        LOG_JSON="false",
-        LOG_LEVEL="WARNING",
         INGEST_NOTIFY_ALERTS="false",
         ALERTS_EVAL_INTERVAL_S="0",
         ALERTS_DELIVERY_POLL_S="0",
-        FORECAST_URL=f"http://127.0.0.1:{free_port()}",
-        **{f"{name}_PORT": str(port) for name, port in ports.items()},
-        **{f"{name}_URL": f"http://127.0.0.1:{port}" for name, port in ports.items()},
     )
     ingest, alerts = start_services(
         env, ("ingest", "alerts"), log_dir=tmp_path_factory.mktemp("stack")

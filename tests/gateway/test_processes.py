@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.common.stack import free_port, service_env, start_services
-from tests.conftest import TEST_SECRET
+from services.common.stack import start_services
+from tests.conftest import process_env
 
 pytestmark = pytest.mark.e2e
 ADMIN_PASSWORD = "e2e admin passphrase"
@@ -30,19 +30,13 @@ def test_gateway_fronts_the_services_and_survives_each_stopping(
 ) -> None:
     # Arrange: ingest, alerts and the gateway as processes (one start for both scenarios:
     # starting processes is the slow part).
-    ports = {name: free_port() for name in ("GATEWAY", "INGEST", "FORECAST", "ALERTS")}
-    env = service_env(
+    env = process_env(
         make_database("gateway_e2e"),
-        SECRET_KEY=TEST_SECRET,
-        ENVIRONMENT="test",
-        LOG_JSON="false",
         ADMIN_USERNAME="admin",
         ADMIN_PASSWORD=ADMIN_PASSWORD,
         INGEST_NOTIFY_ALERTS="false",
         ALERTS_EVAL_INTERVAL_S="0",
         REPORTS_POLL_S="0",
-        **{f"{name}_PORT": str(port) for name, port in ports.items()},
-        **{f"{name}_URL": f"http://127.0.0.1:{port}" for name, port in ports.items()},
     )
     ingest, alerts, gateway = start_services(env, ("ingest", "alerts", "gateway"), log_dir=tmp_path)
     site = {"code": "E2E1", "name": "E2E depot", "timezone": "Europe/Paris", "capacity_kw": 80.0}

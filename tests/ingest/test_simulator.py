@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from services.common.http import ServiceAuth
 from services.common.migrations import upgrade_all
 from services.common.settings import to_sqlalchemy_url
-from services.common.stack import create_database, free_port, service_env, start_services
+from services.common.stack import create_database, start_services
 from services.ingest import writes
 from services.ingest.config import IngestSettings
 from services.ingest.models import AnomalyLabel, EquipmentEvent, Reading, Telemetry, Weather
@@ -57,7 +57,7 @@ from services.ingest.simulator.model import (
     sun_elevation_sin,
     time_grid,
 )
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, process_env
 
 LYON, MARSEILLE, REUNION = SITES[0], SITES[1], SITES[2]
 WINTER = datetime(2025, 1, 6, tzinfo=UTC)  # a Monday
@@ -427,13 +427,8 @@ def ingest_process(database_url: str) -> Iterator[dict[str, str]]:
     """A real ingest process on a database of its own (its writes commit); yields its env."""
     url = create_database(database_url, "spe_simulator_e2e")
     upgrade_all(url)
-    env = service_env(
+    env = process_env(
         url,
-        INGEST_PORT=str(free_port()),
-        SECRET_KEY=TEST_SECRET,
-        ENVIRONMENT="test",
-        LOG_JSON="false",
-        LOG_LEVEL="WARNING",
     )
     procs = start_services(env, names=("ingest",))
     try:

@@ -31,11 +31,9 @@ from services.common.migrations import upgrade_all
 from services.common.stack import (
     ServiceProcess,
     create_database,
-    free_port,
-    service_env,
     start_services,
 )
-from tests.conftest import TEST_SECRET, token_for
+from tests.conftest import process_env, token_for
 
 ADMIN_PASSWORD = "reliability admin passphrase"
 CLIENT_TIMEOUT_S = 10.0
@@ -113,13 +111,8 @@ def stack(own_pg: RestartablePostgres, tmp_path_factory: pytest.TempPathFactory)
     """The stack on the package's own server; alerts evaluates every second."""
     database_url = create_database(own_pg.url, "spe_reliability")
     upgrade_all(database_url)
-    ports = {name: free_port() for name in ("GATEWAY", "INGEST", "FORECAST", "ALERTS")}
-    env = service_env(
+    env = process_env(
         database_url,
-        SECRET_KEY=TEST_SECRET,
-        ENVIRONMENT="test",
-        LOG_JSON="false",
-        LOG_LEVEL="WARNING",
         ADMIN_USERNAME="admin",
         ADMIN_PASSWORD=ADMIN_PASSWORD,
         DB_RETRY_AFTER_S="1",
@@ -130,8 +123,6 @@ def stack(own_pg: RestartablePostgres, tmp_path_factory: pytest.TempPathFactory)
         ALERTS_GROUP_WAIT_S="0.2",
         REPORTS_POLL_S="1",
         UPSTREAM_RETRY_AFTER_S="1",
-        **{f"{name}_PORT": str(port) for name, port in ports.items()},
-        **{f"{name}_URL": f"http://127.0.0.1:{port}" for name, port in ports.items()},
     )
     log_dir = tmp_path_factory.mktemp("reliability-stack")
     procs = start_services(env, ("ingest", "alerts", "gateway"), log_dir=log_dir)

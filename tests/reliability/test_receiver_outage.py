@@ -16,9 +16,9 @@ import pytest
 
 from services.alerts.notifier import sign
 from services.common.migrations import upgrade
-from services.common.stack import ServiceProcess, create_database, free_port, service_env
+from services.common.stack import ServiceProcess, create_database, free_port
 from tests.alerts.conftest import webhook_server
-from tests.conftest import TEST_SECRET
+from tests.conftest import process_env
 from tests.reliability.conftest import SERVICE_HEADERS, Stack, make_site, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -42,17 +42,9 @@ def alerts(
     """An alerts process of its own (database of its own) reading the stack's ingest."""
     database_url = create_database(stack.pg.url, "spe_rel_receiver")
     upgrade("alerts", database_url)  # alerts' schema only: it reads ingest over HTTP
-    port = free_port()
-    env = service_env(
+    env = process_env(
         database_url,
-        SECRET_KEY=TEST_SECRET,
-        ENVIRONMENT="test",
-        LOG_JSON="false",
-        LOG_LEVEL="WARNING",
-        ALERTS_PORT=str(port),
-        ALERTS_URL=f"http://127.0.0.1:{port}",
         INGEST_URL=stack.url("ingest"),
-        FORECAST_URL=f"http://127.0.0.1:{free_port()}",
         ALERTS_EVAL_INTERVAL_S="0",
         ALERTS_DELIVERY_POLL_S="0.5",
         ALERTS_GROUP_WAIT_S="0.5",
@@ -65,7 +57,7 @@ def alerts(
         ALERTS_LOG_NOTIFICATIONS="false",
     )
     log = tmp_path_factory.mktemp("receiver-outage") / "alerts.log"
-    proc = ServiceProcess("alerts", port, env, log).start()
+    proc = ServiceProcess("alerts", int(env["ALERTS_PORT"]), env, log).start()
     try:
         proc.wait_ready()
         yield proc

@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from services.common.settings import to_sqlalchemy_url
-from services.common.stack import ServiceProcess, free_port, service_env, start_services
-from tests.conftest import TEST_SECRET, token_for
+from services.common.stack import ServiceProcess, free_port, start_services
+from tests.conftest import process_env, token_for
 
 SERVICES = ("ingest", "forecast", "alerts", "gateway")
 SITE = "SEC1"
@@ -90,14 +90,9 @@ def security_stack(
     tmp_dir = tmp_path_factory.mktemp("security")
     spool = tmp_dir / "spool"
     spool.mkdir()
-    ports = {name.upper(): free_port() for name in SERVICES}
     dead = f"http://127.0.0.1:{free_port()}"
-    env = service_env(
+    env = process_env(
         database_url,
-        SECRET_KEY=TEST_SECRET,
-        ENVIRONMENT="test",
-        LOG_JSON="false",
-        LOG_LEVEL="WARNING",
         # Uploads are spooled here: the path traversal tests look for strays in it.
         TMPDIR=str(spool),
         ADMIN_USERNAME=ADMIN,
@@ -117,8 +112,6 @@ def security_stack(
         REPORTS_POLL_S="0",
         # Revocations and role changes take effect at once (no per-process cache delay).
         AUTH_CACHE_S="0",
-        **{f"{name}_PORT": str(port) for name, port in ports.items()},
-        **{f"{name}_URL": f"http://127.0.0.1:{port}" for name, port in ports.items()},
     )
     procs = start_services(env, SERVICES, log_dir=tmp_dir)
     by_name = dict(zip(SERVICES, procs, strict=True))
