@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from sqlalchemy import select
 
 from services.common.db import SessionDep
+from services.common.openapi import ErrorOut
 from services.gateway.authn import AdminDep, auth_cache, client_addr
 from services.gateway.models import AuditEntry, User
 from services.gateway.schemas import (
@@ -15,7 +16,6 @@ from services.gateway.schemas import (
     ApiTokenIn,
     ApiTokenOut,
     AuditOut,
-    ErrorOut,
     UserIn,
     UserOut,
     UserPatch,

@@ -14,10 +14,11 @@ from fastapi.responses import JSONResponse
 from services.common.auth import issue_token
 from services.common.db import SessionDep
 from services.common.errors import error_body
+from services.common.openapi import ErrorOut
 from services.gateway.authn import CallerDep, client_addr
 from services.gateway.config import GatewaySettings
 from services.gateway.models import User
-from services.gateway.schemas import ErrorOut, LoginIn, MeOut, RefreshIn, TokenPair
+from services.gateway.schemas import LoginIn, MeOut, RefreshIn, TokenPair
 from services.gateway.security import hash_password, needs_rehash, verify_password
 from services.gateway.service import (
     RefreshRefused,

@@ -22,6 +22,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from services.common.db import SessionDep
+from services.common.openapi import ErrorOut
 from services.gateway.authn import Caller, ViewerDep, client_addr
 from services.gateway.config import GatewaySettings
 from services.gateway.export_data import (
@@ -44,7 +45,6 @@ from services.gateway.reports import (
     csv_line,
     dataset_sha256,
 )
-from services.gateway.schemas import ErrorOut
 from services.gateway.service import audit
 
 log = logging.getLogger("spe.gateway.exports")

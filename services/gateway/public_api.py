@@ -19,10 +19,10 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from services.common.db import SessionDep
+from services.common.openapi import ErrorOut
 from services.gateway.authn import Caller, client_addr, require
 from services.gateway.config import GatewaySettings
 from services.gateway.proxy import cached_read, forward
-from services.gateway.schemas import ErrorOut
 from services.gateway.service import audit
 
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"

@@ -23,13 +23,6 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-class ErrorOut(BaseModel):
-    """The error body every SP-E service answers with."""
-
-    error: str = Field(examples=["NotAuthenticated"])
-    detail: str = Field(examples=["missing credentials: send 'Authorization: Bearer <token>'"])
-
-
 class LoginIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

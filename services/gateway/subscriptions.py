@@ -40,6 +40,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.common.db import SessionDep
 from services.common.errors import Conflict, Forbidden, NotFound
+from services.common.openapi import ErrorOut
 from services.gateway.authn import Caller, OperatorDep, client_addr
 from services.gateway.config import GatewaySettings
 from services.gateway.export_data import site_info
@@ -48,7 +49,6 @@ from services.gateway.models import ReportDelivery, ReportSubscription
 from services.gateway.proxy import UpstreamFailed
 from services.gateway.reports import ReportData, kpis
 from services.gateway.schemas import (
-    ErrorOut,
     ReportDeliveryOut,
     ReportDeliveryPage,
     ReportSubscriptionIn,
