@@ -316,9 +316,11 @@ def test_retention_drops_raw_readings_and_keeps_every_total(
     before = [db.get(path, params) for path, params in queries]
     assert before[0]["n_readings"] > 0
     telemetry_before = [_read_telemetry(db, params) for params in _telemetry_periods()]
+    # Summed as numeric: a float sum depends on the order rows arrive in, which dropping raw
+    # readings may change; each value is rounded to the mWh, so numeric sums them exactly.
     reporting = (
-        "SELECT count(*), sum(consumption_kwh), sum(deficit_kwh), sum(n_readings) FROM {} "
-        "WHERE hour_start < '2026-04-12'"
+        "SELECT count(*), sum(consumption_kwh::numeric), sum(deficit_kwh::numeric), "
+        "sum(n_readings) FROM {} WHERE hour_start < '2026-04-12'"
     )
     hourly_views = ("reporting.hourly_balance", "reporting.hourly_balance_by_source")
     reported = [db.sql(reporting.format(view)) for view in hourly_views]
