@@ -8,12 +8,10 @@ ever holds more than the limit in memory or on disk. File imports (paths ending 
 
 from __future__ import annotations
 
-import json
-
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.common.errors import error_body
+from services.common.errors import send_error
 
 UPLOAD_SUFFIX = "/import"
 # How much of a refused body is still read (and dropped) so the client gets the 413.
@@ -106,16 +104,4 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _refuse(send: Send, detail: str) -> None:
-    body = json.dumps(error_body("PayloadTooLarge", detail)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_error(send, 413, "PayloadTooLarge", detail, close=True)

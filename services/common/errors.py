@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -12,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Send
 
 from services.common.db import is_database_unavailable
 
@@ -84,6 +86,20 @@ class ServiceUnavailable(AppError):
 def error_body(error: str, detail: str, **extra: Any) -> dict[str, Any]:
     """The JSON body every error response carries."""
     return {"error": error, "detail": detail, **extra}
+
+
+async def send_error(
+    send: Send, status: int, error: str, detail: str, *, close: bool = False
+) -> None:
+    """Answer from an ASGI middleware, before any route runs, in the one error shape.
+
+    ``close``: also ask the client to close the connection (its body was not read)."""
+    body = json.dumps(error_body(error, detail)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ is the caller's input too, answered 422 with the database's one-line reason.
 
 from __future__ import annotations
 
-import json
 import logging
 from urllib.parse import unquote_to_bytes
 
@@ -19,7 +18,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.common.errors import error_body
+from services.common.errors import error_body, send_error
 
 log = logging.getLogger("spe.inputs")
 
@@ -39,11 +38,7 @@ class RefuseNulMiddleware:
                 where = "the query string"
             if where is not None:
                 detail = f"{where} contains a NUL character (%00), which no SP-E value may hold"
-                body = json.dumps(error_body("BadInput", detail)).encode()
-                headers = [(b"content-type", b"application/json"),
-                           (b"content-length", str(len(body)).encode())]  # fmt: skip
-                await send({"type": "http.response.start", "status": 422, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
+                await send_error(send, 422, "BadInput", detail)
                 return
         await self.app(scope, receive, send)
 

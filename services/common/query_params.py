@@ -8,7 +8,6 @@ schema is looked up in the service's OpenAPI document.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any
 from urllib.parse import parse_qsl
@@ -16,7 +15,7 @@ from urllib.parse import parse_qsl
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.common.errors import error_body
+from services.common.errors import send_error
 from services.common.methods import path_pattern
 
 
@@ -58,10 +57,6 @@ class RepeatedQueryMiddleware:
                     detail = (
                         f"query parameter {bad[0]!r} is given {counts[bad[0]]} times; give it once"
                     )
-                    body = json.dumps(error_body("ValidationError", detail)).encode()
-                    headers = [(b"content-type", b"application/json"),
-                               (b"content-length", str(len(body)).encode())]  # fmt: skip
-                    await send({"type": "http.response.start", "status": 422, "headers": headers})
-                    await send({"type": "http.response.body", "body": body})
+                    await send_error(send, 422, "ValidationError", detail)
                     return
         await self.app(scope, receive, send)
