@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
+from starlette.types import ASGIApp
 
 from services.common.auth import issue_token
 from services.common.db import get_session
@@ -29,6 +34,27 @@ from services.common.stack import (
 )
 
 TEST_SECRET = "test-secret-not-for-production-0123456789"
+
+
+@contextmanager
+def serve_app(app: ASGIApp) -> Iterator[str]:
+    """Serve ``app`` under uvicorn on a free loopback port (a thread); yield its base URL.
+
+    For fakes of what lies outside the product, and upstreams whose answers a test controls."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(5)
 
 
 def process_env(database_url: str, **overrides: str) -> dict[str, str]:

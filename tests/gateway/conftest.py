@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,7 +16,6 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 from starlette.applications import Starlette
@@ -35,7 +32,7 @@ from services.gateway.config import GatewaySettings
 from services.gateway.main import build_app
 from services.gateway.models import User
 from services.gateway.security import hash_password
-from tests.conftest import TEST_SECRET, bind_session, process_env, token_for
+from tests.conftest import TEST_SECRET, bind_session, process_env, serve_app, token_for
 
 PASSWORD = "correct horse battery staple"
 _seq = itertools.count(1)
@@ -99,18 +96,8 @@ def upstream_url() -> Iterator[str]:
             Route("/{path:path}", _echo, methods=["GET", "POST", "PATCH", "PUT", "DELETE"]),
         ]
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(5)
+    with serve_app(app) as url:
+        yield url
 
 
 def _settings(database_url: str, upstream_url: str) -> GatewaySettings:

@@ -24,6 +24,7 @@ from services.common.db import get_session
 from services.common.stack import free_port
 from services.gateway.config import GatewaySettings
 from services.gateway.main import build_app
+from tests.conftest import serve_app
 
 Headers = Callable[[str], dict[str, str]]
 SITE = {"code": "FLAKY", "name": "Flaky", "timezone": "UTC"}
@@ -50,17 +51,8 @@ def flaky_ingest() -> Iterator[str]:
     app = Starlette(
         routes=[Route("/v1/sites/FLAKY", _site), Route("/v1/sites/FLAKY/readings", _readings)]
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(5)
+    with serve_app(app) as url:
+        yield url
 
 
 def _serve(app: ASGIApp, port: int) -> tuple[uvicorn.Server, threading.Thread]:

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 from starlette.applications import Starlette
@@ -24,10 +22,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.common.settings import ServiceSettings
-from services.common.stack import free_port
 from services.gateway.config import GatewaySettings
 from services.gateway.readcache import CachedRead, ReadCache, etag_of, matches
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, serve_app
 from tests.gateway.conftest import access_token, make_user
 
 BALANCE = "/api/v1/sites/LYON1/balance?start=2026-01-01T00:00:00Z&end=2026-01-02T00:00:00Z"
@@ -65,18 +62,8 @@ def counting() -> Iterator[tuple[str, Counting]]:
     app = Starlette(
         routes=[Route("/{path:path}", upstream.handle, methods=["GET", "POST", "PATCH"])]
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", upstream
-    server.should_exit = True
-    thread.join(5)
+    with serve_app(app) as url:
+        yield url, upstream
 
 
 @pytest.fixture
