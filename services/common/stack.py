@@ -113,19 +113,7 @@ class ServiceProcess:
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
         """Block until ``/ready`` answers 200, or raise with the reason."""
-        deadline, last = time.monotonic() + timeout_s, "no answer"
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with code {self.proc.returncode}; see logs")
-            try:
-                r = httpx.get(f"{self.url}/ready", timeout=2)
-                if r.status_code == 200:
-                    return
-                last = r.text
-            except httpx.HTTPError as exc:
-                last = repr(exc)
-            time.sleep(0.1)
-        raise TimeoutError(f"{self.name} not ready after {timeout_s}s: {last}")
+        wait_ready(self.name, self.url, self.proc, timeout_s)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -143,6 +131,25 @@ class ServiceProcess:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
+
+
+def wait_ready(
+    name: str, url: str, proc: subprocess.Popen[bytes] | None, timeout_s: float = 30.0
+) -> None:
+    """Block until ``url``/ready answers 200; raise if ``proc`` exits first or time runs out."""
+    deadline, last = time.monotonic() + timeout_s, "no answer"
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {proc.returncode}; see logs")
+        try:
+            r = httpx.get(f"{url}/ready", timeout=2)
+            if r.status_code == 200:
+                return
+            last = r.text
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        time.sleep(0.1)
+    raise TimeoutError(f"{name} not ready after {timeout_s}s: {last}")
 
 
 def service_env(database_url: str, **overrides: str) -> dict[str, str]:

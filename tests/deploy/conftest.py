@@ -24,7 +24,7 @@ import httpx
 import pytest
 import yaml
 
-from services.common.stack import ROOT, create_database, drop_database, free_port
+from services.common.stack import ROOT, create_database, drop_database, free_port, wait_ready
 from tests.conftest import TEST_SECRET, token_for
 from tests.deploy import dockerfile
 
@@ -94,23 +94,6 @@ def container(name: str, env: dict[str, str], cwd: Path) -> Container:
     if merged.get("GATEWAY_STATIC_DIR") == IMAGE_UI_DIR:
         merged["GATEWAY_STATIC_DIR"] = str(LOCAL_UI_DIR)
     return Container(name, list(argv), merged, cwd)
-
-
-def _wait_ready(c: Container, timeout_s: float = 60.0) -> None:
-    deadline, last = time.monotonic() + timeout_s, "no answer"
-    while time.monotonic() < deadline:
-        assert c.proc is not None
-        if c.proc.poll() is not None:
-            raise RuntimeError(f"{c.name} exited with {c.proc.returncode}; see its log")
-        try:
-            r = httpx.get(f"{c.url}/ready", timeout=2)
-            if r.status_code == 200:
-                return
-            last = r.text
-        except httpx.HTTPError as exc:
-            last = repr(exc)
-        time.sleep(0.1)
-    raise TimeoutError(f"{c.name} not ready after {timeout_s}s: {last}")
 
 
 def _traffic(containers: dict[str, Container]) -> None:
@@ -185,7 +168,7 @@ def live_stack(pg_server_url: str) -> Iterator[LiveStack]:
                 c.argv, cwd=c.cwd, env=c.env, stdout=log, stderr=subprocess.STDOUT
             )
         for c in containers.values():
-            _wait_ready(c)
+            wait_ready(c.name, c.url, c.proc, timeout_s=60)
         _traffic(containers)
         metrics = {name: httpx.get(f"{c.url}/metrics").text for name, c in containers.items()}
         yield LiveStack(containers, migrated, metrics, work, database_url)
