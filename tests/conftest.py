@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from starlette.types import ASGIApp
 
 from services.common.auth import issue_token
-from services.common.db import get_session
+from services.common.db import get_reads, get_session
 from services.common.migrations import upgrade_all
 from services.common.settings import ServiceSettings, to_sqlalchemy_url
 from services.common.stack import (
@@ -153,6 +153,17 @@ def settings_env(database_url: str) -> dict[str, object]:
     }
 
 
+class SessionReads:
+    """``Reads`` over the test's session: read routes see the test's uncommitted rows."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        yield self.session.connection()
+
+
 def bind_session(app: FastAPI, session: Session) -> TestClient:
     """A TestClient whose requests all use the test's transactional session."""
 
@@ -161,6 +172,7 @@ def bind_session(app: FastAPI, session: Session) -> TestClient:
         session.flush()
 
     app.dependency_overrides[get_session] = _session
+    app.dependency_overrides[get_reads] = lambda: SessionReads(session)
     return TestClient(app, raise_server_exceptions=False)
 
 

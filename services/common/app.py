@@ -62,7 +62,10 @@ def create_app(
     app.state.settings = settings
     app.state.service = service
     app.state.db = Database(
-        settings.database_url, settings.db_pool_size, settings.db_connect_timeout_s
+        settings.database_url,
+        settings.db_pool_size,
+        settings.db_connect_timeout_s,
+        settings.db_read_pool_size,
     )
     app.state.migrations_ok = False
     install_error_handlers(app)

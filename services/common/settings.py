@@ -25,6 +25,8 @@ class ServiceSettings(BaseSettings):
         description="SQLAlchemy URL; empty means the embedded PostgreSQL started by make run",
     )
     db_pool_size: int = 5
+    # Connections of the read pool that hot read routes use (exactly this many, per worker).
+    db_read_pool_size: int = Field(default=8, ge=1)
     # Seconds a connection attempt may take before the request is answered 503.
     db_connect_timeout_s: int = Field(default=5, ge=1)
     # Retry-After of the 503 a request gets while the database is unreachable.

@@ -1,12 +1,14 @@
 """SQL of the ingest read path, built once at import.
 
-A read is two statements: the entity lookup, which also sets the transaction's ``TimeZone``
-to the site's zone (``set_config(..., is_local => true)``, undone at commit), then one data
-statement that range-scans the primary key ``(entity_id, ts, source)``. With the zone set,
-PostgreSQL itself renders every timestamp with the site's UTC offset.
+A read is two statements on a connection of the read pool (autocommit): the entity lookup,
+which also sets the connection's ``TimeZone`` to the site's zone (``set_config(..., false)``:
+for the session, as each autocommit statement is its own transaction; every read sets it
+before relying on it), then one data statement that range-scans the primary key
+``(entity_id, ts, source)``. With the zone set, PostgreSQL itself renders every timestamp with
+the site's UTC offset.
 
 Buckets are computed in the site's zone: ``date_trunc(field, ts)`` truncates a timestamptz
-in the transaction's TimeZone, which the lookup has just set to the site's (the same result as
+in the connection's TimeZone, which the lookup has just set to the site's (the same result as
 the 3-argument form, measured ~2 ms cheaper per 8,760 rows). So a local day is 23 or 25 hours
 long on DST changes, weeks start on Monday and months are calendar months. Plain PostgreSQL
 throughout, so it runs unchanged on a TimescaleDB hypertable.
@@ -21,12 +23,12 @@ from __future__ import annotations
 from sqlalchemy import TextClause, text
 
 SITE: TextClause = text("""
-    SELECT id, timezone, set_config('TimeZone', timezone, true) AS _
+    SELECT id, timezone, set_config('TimeZone', timezone, false) AS _
     FROM ingest.site WHERE code = :code
 """)
 
 EQUIPMENT: TextClause = text("""
-    SELECT q.id, s.timezone, set_config('TimeZone', s.timezone, true) AS _
+    SELECT q.id, s.timezone, set_config('TimeZone', s.timezone, false) AS _
     FROM ingest.equipment q JOIN ingest.site s ON s.id = q.site_id
     WHERE q.code = :code
 """)
@@ -162,7 +164,7 @@ def bucket_row(g: str, *, exact: bool = True) -> str:
 
 def _buckets_json(rows: str, *, exact: bool) -> str:
     # json_agg names each object's keys after the columns of b, and renders ts with the
-    # transaction's TimeZone (the site's) offset.
+    # connection's TimeZone (the site's) offset.
     return f"""
         SELECT count(*) AS n_items, coalesce(json_agg(b ORDER BY b.ts), '[]')::text AS items_json
         FROM (SELECT {bucket_row("g", exact=exact)} FROM ({rows}) g) b

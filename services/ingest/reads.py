@@ -1,8 +1,10 @@
 """Ingest reads: readings, energy balance, telemetry, equipment events, weather, quarantine,
 labels.
 
-Each route looks its site (or equipment) up, which also sets the transaction's TimeZone to the
-site's, then runs one data statement (services.ingest.queries). Responses are written as JSON
+Each route takes a connection of the read pool (``Database.read``: autocommit, held only while
+the route's thread runs), looks its site (or equipment) up, which also sets the connection's
+TimeZone to the site's, then runs one data statement (services.ingest.queries): two round trips
+to PostgreSQL, in the thread the route already runs in. Responses are written as JSON
 directly (readings: the items array comes ready-made from PostgreSQL; the rest through
 pydantic-core's serializer): validating thousands of response models per request would cost
 more than the query. The response models document the shapes and the tests check them.
@@ -17,11 +19,10 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Path, Query, Response
 from pydantic_core import to_json
-from sqlalchemy import Row, TextClause
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Row, TextClause
 
 from services.common.auth import ReaderDep
-from services.common.db import SessionDep
+from services.common.db import ReadsDep
 from services.common.errors import AppError, BadInput
 from services.common.query_time import QueryTime
 from services.ingest import queries
@@ -88,17 +89,17 @@ def _iso(ts: datetime | None, tz: ZoneInfo) -> str | None:
     return ts.astimezone(tz).isoformat() if ts is not None else None
 
 
-def _lookup(session: Session, query: TextClause, code: str, missing: AppError) -> Row[Any]:
-    """The entity (id, timezone) by code, with the transaction's TimeZone set to its zone."""
-    entity = session.execute(query, {"code": code}).first()
+def _lookup(conn: Connection, query: TextClause, code: str, missing: AppError) -> Row[Any]:
+    """The entity (id, timezone) by code, with the connection's TimeZone set to its zone."""
+    entity = conn.execute(query, {"code": code}).first()
     if entity is None:
         raise missing
     return entity
 
 
-def _site(session: Session, code: str) -> Row[Any]:
+def _site(conn: Connection, code: str) -> Row[Any]:
     missing = SiteNotFound(f"no site with code {code!r}; list sites with GET /v1/sites")
-    return _lookup(session, queries.SITE, code, missing)
+    return _lookup(conn, queries.SITE, code, missing)
 
 
 def _over_cap(what: str, hint: str) -> BadInput:
@@ -131,23 +132,25 @@ def read_readings(
     code: SiteCode,
     start: Start,
     end: End,
-    session: SessionDep,
+    db: ReadsDep,
     _: ReaderDep,
     resolution: Resolution = "hour",
     source: SourceQuery = None,
 ) -> Response:
     """Energy per bucket in the site's timezone (local days, Monday weeks, calendar months)."""
     _check_range(start, end, MAX_SPAN_DAYS[resolution], _COARSER[resolution])
-    site = _site(session, code)
     raw = resolution == "raw"
-    params = _range_params(site, start, end, source)
-    if raw:
-        params["cap"] = MAX_RAW_ROWS
-    else:
-        params["field"] = resolution
-        params["rollup_source"] = source or "*"
     kind = "raw" if raw else "hour" if resolution == "hour" else "period"
-    n_items, items_json = session.execute(queries.READINGS[kind, source is not None], params).one()
+    with db.read() as conn:
+        site = _site(conn, code)
+        params = _range_params(site, start, end, source)
+        if raw:
+            params["cap"] = MAX_RAW_ROWS
+        else:
+            params["field"] = resolution
+            params["rollup_source"] = source or "*"
+        statement = queries.READINGS[kind, source is not None]
+        n_items, items_json = conn.execute(statement, params).one()
     if n_items > MAX_RAW_ROWS:
         raise _over_cap("readings", "use resolution=hour (or coarser) or a shorter range")
     tz = ZoneInfo(site.timezone)
@@ -166,15 +169,16 @@ def read_balance(
     code: SiteCode,
     start: Start,
     end: End,
-    session: SessionDep,
+    db: ReadsDep,
     _: ReaderDep,
     source: SourceQuery = None,
 ) -> Response:
     """Totals, coverage rate and deficit figures over the site-zone hours of the range."""
     _check_range(start, end, MAX_BALANCE_DAYS, None)
-    site = _site(session, code)
-    params = {**_range_params(site, start, end, source), "rollup_source": source or "*"}
-    r = session.execute(queries.BALANCE[source is not None], params).one()
+    with db.read() as conn:
+        site = _site(conn, code)
+        params = {**_range_params(site, start, end, source), "rollup_source": source or "*"}
+        r = conn.execute(queries.BALANCE[source is not None], params).one()
     tz = ZoneInfo(site.timezone)
     consumed, produced = r.consumed_kwh or 0.0, r.produced_kwh or 0.0
     return _json(
@@ -207,7 +211,7 @@ def read_telemetry(
     code: EquipmentCode,
     start: Start,
     end: End,
-    session: SessionDep,
+    db: ReadsDep,
     _: ReaderDep,
     resolution: Literal["raw", "hour", "day"] = "raw",
     source: SourceQuery = None,
@@ -215,15 +219,16 @@ def read_telemetry(
     """Sensor samples in [start, end); buckets in the timezone of the equipment's site."""
     _check_range(start, end, MAX_SPAN_DAYS[resolution], _COARSER[resolution])
     missing = EquipmentNotFound(f"no equipment with code {code!r}")
-    equipment = _lookup(session, queries.EQUIPMENT, code, missing)
     raw = resolution == "raw"
-    params = _range_params(equipment, start, end, source)
-    if raw:
-        params["cap"] = MAX_RAW_ROWS
-    else:
-        params["field"] = resolution
-        params["rollup_source"] = source or "*"
-    rows = session.execute(queries.TELEMETRY[raw, source is not None], params).all()
+    with db.read() as conn:
+        equipment = _lookup(conn, queries.EQUIPMENT, code, missing)
+        params = _range_params(equipment, start, end, source)
+        if raw:
+            params["cap"] = MAX_RAW_ROWS
+        else:
+            params["field"] = resolution
+            params["rollup_source"] = source or "*"
+        rows = conn.execute(queries.TELEMETRY[raw, source is not None], params).all()
     if len(rows) > MAX_RAW_ROWS:
         raise _over_cap("samples", "use resolution=hour or day, or a shorter range")
     tz = ZoneInfo(equipment.timezone)
@@ -244,15 +249,16 @@ def read_equipment_events(
     code: EquipmentCode,
     start: Start,
     end: End,
-    session: SessionDep,
+    db: ReadsDep,
     _: ReaderDep,
 ) -> Response:
     """Events in [start, end) by time, stamped in the timezone of the equipment's site."""
     _check_range(start, end, MAX_SPAN_DAYS["raw"], None)
     missing = EquipmentNotFound(f"no equipment with code {code!r}")
-    equipment = _lookup(session, queries.EQUIPMENT, code, missing)
-    params = {**_range_params(equipment, start, end, None), "cap": MAX_RAW_ROWS}
-    rows = session.execute(queries.EQUIPMENT_EVENTS, params).all()
+    with db.read() as conn:
+        equipment = _lookup(conn, queries.EQUIPMENT, code, missing)
+        params = {**_range_params(equipment, start, end, None), "cap": MAX_RAW_ROWS}
+        rows = conn.execute(queries.EQUIPMENT_EVENTS, params).all()
     if len(rows) > MAX_RAW_ROWS:
         raise _over_cap("events", "use a shorter range")
     tz = ZoneInfo(equipment.timezone)
@@ -264,15 +270,16 @@ def read_weather(
     code: SiteCode,
     start: Start,
     end: End,
-    session: SessionDep,
+    db: ReadsDep,
     _: ReaderDep,
     source: SourceQuery = None,
 ) -> Response:
     """Hourly weather rows in [start, end), observed or forecast, one source per hour."""
     _check_range(start, end, MAX_SPAN_DAYS["raw"], None)
-    site = _site(session, code)
-    params = {**_range_params(site, start, end, source), "cap": MAX_RAW_ROWS}
-    rows = session.execute(queries.WEATHER[source is not None], params).all()
+    with db.read() as conn:
+        site = _site(conn, code)
+        params = {**_range_params(site, start, end, source), "cap": MAX_RAW_ROWS}
+        rows = conn.execute(queries.WEATHER[source is not None], params).all()
     if len(rows) > MAX_RAW_ROWS:
         raise _over_cap("weather rows", "use a shorter range")
     tz = ZoneInfo(site.timezone)
@@ -288,7 +295,7 @@ def read_weather(
     summary="Rejected rows, newest first, with the reason (keyset pagination)",
 )
 def read_quarantine(
-    session: SessionDep,
+    db: ReadsDep,
     _: ReaderDep,
     kind: Annotated[str | None, Query(max_length=16, description="e.g. reading")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -298,7 +305,8 @@ def read_quarantine(
 ) -> Response:
     """One page of quarantined rows; follow next_before_id until it is null."""
     params = {"kind": kind, "before_id": before_id, "limit": limit}
-    rows = session.execute(queries.QUARANTINE, params).all()
+    with db.read() as conn:
+        rows = conn.execute(queries.QUARANTINE, params).all()
     page = rows[:limit]
     items = [
         {**r._asdict(), "batch_id": str(r.batch_id), "received_at": r.received_at.isoformat()}
@@ -314,7 +322,7 @@ def read_quarantine(
     summary="Injected-anomaly ground truth overlapping a range",
 )
 def read_anomaly_labels(
-    session: SessionDep,
+    db: ReadsDep,
     _: ReaderDep,
     site: Annotated[str | None, Query(max_length=32)] = None,
     start: Annotated[QueryTime | None, Query()] = None,
@@ -324,10 +332,12 @@ def read_anomaly_labels(
     """Labels of one site (or all) whose [start_ts, end_ts) overlaps [start, end), by start."""
     if start is not None and end is not None and end <= start:
         raise _field_error("end", "end must be after start")
-    site_id = _site(session, site).id if site is not None else None
-    params = {"site_id": site_id, "start": start, "end": end, "limit": limit}
+    with db.read() as conn:
+        site_id = _site(conn, site).id if site is not None else None
+        params = {"site_id": site_id, "start": start, "end": end, "limit": limit}
+        rows = conn.execute(queries.ANOMALY_LABELS, params).all()
     out = []
-    for r in session.execute(queries.ANOMALY_LABELS, params):
+    for r in rows:
         tz = ZoneInfo(r.timezone)
         item = r._asdict()
         del item["timezone"]
