@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 
 from services.common.app import create_app
 from services.gateway import (
@@ -24,6 +25,7 @@ from services.gateway import (
 )
 from services.gateway.authn import AuthCache
 from services.gateway.config import GatewaySettings
+from services.gateway.fastread import CachedReadMiddleware
 from services.gateway.headers import SecurityHeadersMiddleware
 from services.gateway.proxy import close_upstreams, open_upstreams
 from services.gateway.readcache import ReadCache
@@ -86,5 +88,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.read_cache = ReadCache(ttl_s=settings.gateway_read_cache_s)
     status.replace_ready_probe(app)
     static.mount_ui(app, settings)  # the router's fallback: every route above keeps priority
+    # Innermost of the middlewares: the common checks and the metrics see its answers too.
+    app.user_middleware.append(Middleware(CachedReadMiddleware, fastapi_app=app))
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.environment == "production")
     return app

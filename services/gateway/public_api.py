@@ -424,6 +424,7 @@ FORECAST_ROUTES: list[Route] = [
 ]  # fmt: skip
 
 PUBLIC_ROUTES: list[Route] = [*ROUTES, *ALERT_ROUTES, *FORECAST_ROUTES]
+PUBLIC_PREFIX = "/api/v1"
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "missing, invalid, expired or revoked credentials"},
@@ -561,7 +562,7 @@ def _responses(route: Route) -> dict[int | str, dict[str, Any]]:
 
 def build_router(routes: list[Route] = PUBLIC_ROUTES) -> APIRouter:
     """The router of every proxied public route."""
-    router = APIRouter(prefix="/api/v1", responses=_ERRORS)
+    router = APIRouter(prefix=PUBLIC_PREFIX, responses=_ERRORS)
     for route in routes:
         router.add_api_route(
             route.path,

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from services.common.auth import issue_token
 from services.common.settings import ServiceSettings
 from services.gateway.config import GatewaySettings
 from services.gateway.readcache import CachedRead, ReadCache, etag_of, matches
@@ -228,3 +229,92 @@ def test_if_none_match_forms() -> None:
 
     assert matches(tag, tag) and matches(f'"x", W/{tag}', tag) and matches("*", tag)
     assert not matches('"other"', tag) and not matches(None, tag)
+
+
+# --- hits answered before routing (services/gateway/fastread.py) ------------------------------
+
+
+def test_a_cached_read_is_refused_to_whoever_would_be_refused_without_it(
+    cached_client: Callable[..., TestClient],
+    session: Session,
+    gateway_settings: GatewaySettings,
+    as_role: Callable[[str], dict[str, str]],
+) -> None:
+    client, admin = cached_client(gateway_read_cache_s=30), as_role("admin")
+    user = make_user(session, role="viewer")
+    viewer = {"Authorization": f"Bearer {access_token(gateway_settings, user)}"}
+    first = client.get(BALANCE, headers=viewer)
+    other_secret = gateway_settings.model_copy(update={"secret_key": "another-secret-" + "x" * 32})
+    forged = access_token(other_secret, user)
+    expired = issue_token(
+        gateway_settings, subject=user.username, role="viewer", token_type="access", ttl_s=-10
+    )
+    ghost = make_user(session, role="viewer")
+    ghost_headers = {"Authorization": f"Bearer {access_token(gateway_settings, ghost)}"}
+    client.delete(f"/api/v1/users/{ghost.username}", headers=admin)
+
+    hit = client.get(BALANCE, headers=viewer)
+    refused = {
+        "no credentials": client.get(BALANCE),
+        "wrong signature": client.get(BALANCE, headers={"Authorization": f"Bearer {forged}"}),
+        "expired": client.get(BALANCE, headers={"Authorization": f"Bearer {expired}"}),
+        "deleted user": client.get(BALANCE, headers=ghost_headers),
+        "not a bearer": client.get(BALANCE, headers={"Authorization": "Basic dXNlcjpwYXNz"}),
+    }
+    deactivated = client.patch(
+        f"/api/v1/users/{user.username}", json={"active": False}, headers=admin
+    )
+    after = client.get(BALANCE, headers=viewer)
+
+    assert first.status_code == hit.status_code == 200 and hit.json() == first.json()
+    assert hit.headers["x-content-type-options"] == "nosniff"  # the common middlewares ran
+    for case, response in refused.items():
+        assert response.status_code == 401, case
+    assert deactivated.status_code == 200
+    assert after.status_code == 401 and after.json()["error"] == "NotAuthenticated"
+
+
+def test_api_token_reads_come_from_memory_until_the_token_is_revoked(
+    cached_client: Callable[..., TestClient], as_role: Callable[[str], dict[str, str]]
+) -> None:
+    client, admin = cached_client(gateway_read_cache_s=30), as_role("admin")
+    created = client.post("/api/v1/tokens", json={"name": "power-bi"}, headers=admin).json()
+    key = {"X-API-Key": created["token"]}
+    bearer = {"Authorization": f"Bearer {created['token']}"}
+
+    first, again, as_bearer = (
+        client.get(BALANCE, headers=key),
+        client.get(BALANCE, headers=key),
+        client.get(BALANCE, headers=bearer),
+    )
+    revoked = client.delete(f"/api/v1/tokens/{created['id']}", headers=admin)
+    after = client.get(BALANCE, headers=key)
+
+    assert first.status_code == again.status_code == as_bearer.status_code == 200
+    assert again.json()["n"] == as_bearer.json()["n"] == first.json()["n"]
+    assert revoked.status_code == 200
+    assert after.status_code == 401
+
+
+def test_hits_are_counted_under_their_route_template(
+    cached_client: Callable[..., TestClient], as_role: Callable[[str], dict[str, str]]
+) -> None:
+    client, viewer = cached_client(gateway_read_cache_s=30), as_role("viewer")
+    route = 'route="/api/v1/sites/{code}/balance"'
+
+    def served() -> float:
+        text = client.get("/metrics").text
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("http_requests_total{") and route in line and 'status="200"' in line
+        )
+
+    before = served()
+    for _ in range(3):
+        assert client.get(BALANCE, headers=viewer).status_code == 200
+
+    assert served() - before == 3
+    assert "<unmatched>" not in "".join(
+        line for line in client.get("/metrics").text.splitlines() if "/balance" in line
+    )
