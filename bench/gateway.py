@@ -12,15 +12,16 @@ for as long, so the gateway's overhead shows: that direct run is the baseline.
 The gateway's read cache (``GATEWAY_READ_CACHE_S``, default 2 s) is on, as deployed: the
 run cycles through 580 distinct URLs (10 sites x 58 days x 2 endpoints, interleaved), so once
 the gateway answers more than ~290 requests/s a URL comes back within the TTL and some answers
-come from memory; the share is printed (``read_cache_hit_ratio``). Run with
-``GATEWAY_READ_CACHE_S=0`` for the figures without it.
+come from memory; the share is printed (``read_cache_hit_ratio``). The same load then runs
+through a second gateway started with ``GATEWAY_READ_CACHE_S=0``, so every read goes to ingest:
+``uncached_*`` in the last line.
 
 The load generator runs on the same 2 cores as the services: its own CPU is part of what is
 measured. Wall-clock figures on a shared machine are noisy, so the CPU each process spent per
 request (gateway, ingest, PostgreSQL, the load generator) is printed too, with the load average.
 
 Last line: {"rps", "p50_ms", "p99_ms", "errors", "direct_rps", "direct_p50_ms",
-"direct_p99_ms", ...}.
+"direct_p99_ms", ..., "uncached_rps", "uncached_p50_ms", "uncached_p99_ms", ...}.
 
 Run: .venv/bin/python bench/gateway.py
 """
@@ -36,6 +37,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psycopg
 from _harness import CpuMeter, PostgresCpu, Request, Stack, load_average, run_load
+
+from services.common.stack import free_port, start_services
 
 SITES = 10
 DAYS = 60
@@ -129,6 +132,20 @@ def main() -> None:
             f" {cache}, answered from memory: {hit_ratio:.1%}"
         )
 
+        # The same through a second gateway with the read cache off: every read goes upstream.
+        env = {**stack.env, "GATEWAY_READ_CACHE_S": "0", "GATEWAY_PORT": str(free_port())}
+        (uncached_gateway,) = start_services(env, ("gateway",), log_dir=stack.tmp)
+        try:
+            with CpuMeter({**pids, "gateway": uncached_gateway.pid}, pg) as cpu:
+                uncached = run_load(
+                    uncached_gateway.url, headers, cockpit("/api/v1"),
+                    clients=CLIENTS, seconds=SECONDS, warmup=2 * CLIENTS,
+                )  # fmt: skip
+        finally:
+            uncached_gateway.stop()
+        print(f"through the gateway, GATEWAY_READ_CACHE_S=0: {uncached.summary()}")
+        print(f"  CPU ms per request: {cpu.per_request_ms(uncached.requests)}")
+
         with CpuMeter(pids, pg) as cpu:
             direct = run_load(
                 ingest.url, stack.service_headers(), cockpit("/v1"),
@@ -137,7 +154,7 @@ def main() -> None:
         print(f"direct to ingest:    {direct.summary()}")
         print(f"  CPU ms per request: {cpu.per_request_ms(direct.requests)}")
         print(f"load average after: {load_average()}")
-    t, d = through.summary(), direct.summary()
+    t, d, u = through.summary(), direct.summary(), uncached.summary()
     print(
         json.dumps(
             {
@@ -151,6 +168,10 @@ def main() -> None:
                 "direct_errors": d["errors"],
                 "rps_ratio_vs_direct": round(t["rps"] / d["rps"], 3) if d["rps"] else None,
                 "read_cache_hit_ratio": hit_ratio,
+                "uncached_rps": u["rps"],
+                "uncached_p50_ms": u["p50_ms"],
+                "uncached_p99_ms": u["p99_ms"],
+                "uncached_errors": u["errors"],
                 "clients": CLIENTS,
                 "seconds": SECONDS,
                 "workers": {
