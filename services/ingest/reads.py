@@ -107,8 +107,13 @@ def _over_cap(what: str, hint: str) -> BadInput:
 
 
 def _range_params(
-    entity: Row[Any], start: datetime, end: datetime, source: str | None
+    entity: Row[Any],
+    start: datetime,
+    end: datetime,
+    source: str | None,
+    resolution: str | None = None,
 ) -> dict[str, Any]:
+    """Parameters of a range statement; with a resolution, raw's row cap or the bucket's."""
     params: dict[str, Any] = {
         "entity_id": entity.id,
         "start": start,
@@ -116,6 +121,11 @@ def _range_params(
     }
     if source is not None:
         params["source"] = source
+    if resolution == "raw":
+        params["cap"] = MAX_RAW_ROWS
+    elif resolution is not None:
+        params["field"] = resolution
+        params["rollup_source"] = source or "*"
     return params
 
 
@@ -139,16 +149,10 @@ def read_readings(
 ) -> Response:
     """Energy per bucket in the site's timezone (local days, Monday weeks, calendar months)."""
     _check_range(start, end, MAX_SPAN_DAYS[resolution], _COARSER[resolution])
-    raw = resolution == "raw"
-    kind = "raw" if raw else "hour" if resolution == "hour" else "period"
+    kind = resolution if resolution in ("raw", "hour") else "period"
     with db.read() as conn:
         site = _site(conn, code)
-        params = _range_params(site, start, end, source)
-        if raw:
-            params["cap"] = MAX_RAW_ROWS
-        else:
-            params["field"] = resolution
-            params["rollup_source"] = source or "*"
+        params = _range_params(site, start, end, source, resolution)
         statement = queries.READINGS[kind, source is not None]
         n_items, items_json = conn.execute(statement, params).one()
     if n_items > MAX_RAW_ROWS:
@@ -222,12 +226,7 @@ def read_telemetry(
     raw = resolution == "raw"
     with db.read() as conn:
         equipment = _lookup(conn, queries.EQUIPMENT, code, missing)
-        params = _range_params(equipment, start, end, source)
-        if raw:
-            params["cap"] = MAX_RAW_ROWS
-        else:
-            params["field"] = resolution
-            params["rollup_source"] = source or "*"
+        params = _range_params(equipment, start, end, source, resolution)
         rows = conn.execute(queries.TELEMETRY[raw, source is not None], params).all()
     if len(rows) > MAX_RAW_ROWS:
         raise _over_cap("samples", "use resolution=hour or day, or a shorter range")
