@@ -300,6 +300,18 @@ def _set(conn: psycopg.Connection[Any], column: str, value: datetime) -> None:
     )
 
 
+# Raw tables retention empties: (table, owner key, the owners with their site's zone).
+_RETAINED = (
+    ("reading", "site_id", "SELECT id, timezone FROM ingest.site ORDER BY id"),
+    (
+        "telemetry",
+        "equipment_id",
+        "SELECT q.id, s.timezone FROM ingest.equipment q JOIN ingest.site s "
+        "ON s.id = q.site_id ORDER BY q.id",
+    ),
+)
+
+
 def retain(conn: psycopg.Connection[Any], days: int, now: datetime) -> int:
     """Drop raw readings and telemetry whose hour is over ``days`` days old; return how many."""
     if days <= 0:
@@ -332,25 +344,15 @@ def retain(conn: psycopg.Connection[Any], days: int, now: datetime) -> int:
         if timescale.enabled(conn.execute):
             for table in ("reading", "telemetry"):
                 timescale.drop_chunks_before(conn.execute, table, horizon.isoformat())
-        sites = conn.execute("SELECT id, timezone FROM ingest.site ORDER BY id").fetchall()
-        for site_id, zone in sites:
-            cur = conn.execute(
-                "DELETE FROM ingest.reading x WHERE x.site_id = %s AND x.ts < %s "
-                "AND date_trunc('hour', x.ts, %s) < %s",
-                (site_id, horizon + HOUR, zone, horizon),
-            )
-            dropped += cur.rowcount
-        equipment = conn.execute(
-            "SELECT q.id, s.timezone FROM ingest.equipment q JOIN ingest.site s "
-            "ON s.id = q.site_id ORDER BY q.id"
-        ).fetchall()
-        for equipment_id, zone in equipment:
-            cur = conn.execute(
-                "DELETE FROM ingest.telemetry x WHERE x.equipment_id = %s AND x.ts < %s "
-                "AND date_trunc('hour', x.ts, %s) < %s",
-                (equipment_id, horizon + HOUR, zone, horizon),
-            )
-            dropped += cur.rowcount
+        # Raw rows go only once their whole local hour (in their site's zone) is rolled up.
+        for table, key, owners in _RETAINED:
+            for owner_id, zone in conn.execute(owners).fetchall():
+                cur = conn.execute(
+                    f"DELETE FROM ingest.{table} x WHERE x.{key} = %s AND x.ts < %s "
+                    "AND date_trunc('hour', x.ts, %s) < %s",
+                    (owner_id, horizon + HOUR, zone, horizon),
+                )
+                dropped += cur.rowcount
         _set(conn, "raw_horizon", horizon)
     return dropped
 
