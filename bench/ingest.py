@@ -21,30 +21,15 @@ import json
 import os
 import queue
 import random
-import sys
-import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import httpx  # noqa: E402
-import psycopg  # noqa: E402
-
-from services.common.auth import issue_token  # noqa: E402
-from services.common.migrations import upgrade_all  # noqa: E402
-from services.common.settings import ServiceSettings  # noqa: E402
-from services.common.stack import (  # noqa: E402
-    ServiceProcess,
-    create_database,
-    embedded_postgres,
-    free_port,
-    service_env,
-)
+import httpx
+import psycopg
+from _harness import PostgresCpu, Stack, cpu_s
 
 SITES = 10
 BODIES = 100
@@ -54,7 +39,6 @@ WARMUP = ROWS_PER_BODY  # rows posted before timing, at earlier timestamps
 STEP = timedelta(minutes=15)
 FIRST = datetime(2020, 1, 1, tzinfo=UTC)
 CAPACITY_KW = 1_000.0
-SECRET = "bench-secret-not-for-production-0123456789"
 COLUMNS = ("site_id", "ts", "source", "consumption_kwh", "production_kwh", "interval_s")
 TYPES = ("int4", "timestamptz", "text", "float8", "float8", "int4")
 
@@ -99,7 +83,7 @@ def json_bodies(data: list[tuple[str, datetime, float, float]]) -> list[bytes]:
     return bodies
 
 
-def post_concurrently(url: str, token: str, bodies: list[bytes]) -> float:
+def post_concurrently(url: str, headers: dict[str, str], bodies: list[bytes]) -> float:
     """Post every body from ``CLIENTS`` threads; return the wall time in seconds."""
     work: queue.Queue[bytes] = queue.Queue()
     for body in bodies:
@@ -107,14 +91,15 @@ def post_concurrently(url: str, token: str, bodies: list[bytes]) -> float:
     failures: list[str] = []
 
     def client() -> None:
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
             while True:
                 try:
                     body = work.get_nowait()
                 except queue.Empty:
                     return
-                r = http.post("/v1/readings/batch", content=body)
+                r = http.post(
+                    "/v1/readings/batch", content=body, headers={"Content-Type": "application/json"}
+                )
                 if r.status_code != 200 or r.json()["accepted"] != ROWS_PER_BODY:
                     failures.append(f"{r.status_code} {r.text[:300]}")
 
@@ -169,56 +154,16 @@ def memory_kb(pid: int, field: str) -> int:
     raise KeyError(field)
 
 
-def cpu_s(pid: int, *, children: bool = False) -> float:
-    """CPU seconds (user + system) a process has used; with its reaped children's if asked."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])
-    if children:
-        ticks += int(fields[13]) + int(fields[14])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-class PostgresCpu:
-    """CPU seconds used by one PostgreSQL server: postmaster, live backends, reaped ones."""
-
-    def __init__(self, data_dir: Path) -> None:
-        pid_file = next(data_dir.rglob("postmaster.pid"))
-        self.postmaster = int(pid_file.read_text().split()[0])
-
-    def __call__(self) -> float:
-        total = cpu_s(self.postmaster, children=True)
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                stat = (proc / "stat").read_text()
-                if int(stat.rsplit(")", 1)[1].split()[1]) == self.postmaster:
-                    total += cpu_s(int(proc.name))
-            except (OSError, ValueError, IndexError):
-                continue  # the process ended meanwhile
-        return total
-
-
-def start_ingest(url: str, log: Path) -> ServiceProcess:
+def main() -> None:
     # The write path alone: the roll-up job would otherwise fold the million readings of the
     # JSON phase in while the CSV phase runs (~13 us of PostgreSQL CPU per reading, measured by
     # bench/query.py as rollup_s). Each write still records its roll-up invalidation.
-    env = service_env(
-        url,
-        INGEST_PORT=str(free_port()),
-        SECRET_KEY=SECRET,
-        LOG_LEVEL="WARNING",
-        INGEST_ROLLUP_INTERVAL_S="0",
-    )
-    proc = ServiceProcess("ingest", int(env["INGEST_PORT"]), env, log).start()
-    proc.wait_ready()
-    return proc
+    with Stack.create("ingest", INGEST_ROLLUP_INTERVAL_S="0") as stack:
+        run(stack)
 
 
-def main() -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="spe-bench-ingest-"))
-    url = create_database(embedded_postgres(tmp / "pg", on_exit="delete"), "spe_bench_ingest")
-    upgrade_all(url)
+def run(stack: Stack) -> None:
+    url, tmp = stack.url, stack.tmp
     codes = [f"B{i:02d}" for i in range(SITES)]
     with psycopg.connect(url) as conn:
         site_ids = {
@@ -230,31 +175,25 @@ def main() -> None:
             for code in codes
         }
     pg_cpu = PostgresCpu(tmp / "pg")
-    token = issue_token(
-        ServiceSettings(secret_key=SECRET),
-        subject="bench",
-        role="operator",
-        token_type="access",
-        ttl_s=3600,
-    )
+    headers = stack.service_headers("operator")
     print(f"generating {BODIES} bodies of {ROWS_PER_BODY} readings ...", flush=True)
     data = rows(codes)
     bodies = json_bodies(data)
     print(f"  {sum(map(len, bodies)) / 2**20:.0f} MB of JSON", flush=True)
 
-    ingest = start_ingest(url, tmp / "ingest.log")
+    ingest = stack.start("ingest")["ingest"]
     try:
         # Warm-up (not timed): imports, adapters, connections; keys outside the timed data.
         warm = [
             (c, FIRST - (k + 1) * STEP, 1.0, 0.0) for k in range(WARMUP // SITES) for c in codes
         ]
-        post_concurrently(ingest.url, token, json_bodies(warm))
-        pid = ingest.proc.pid  # type: ignore[union-attr]
+        post_concurrently(ingest.url, headers, json_bodies(warm))
+        pid = ingest.pid
         cpu0 = cpu_s(pid), pg_cpu(), time.process_time()
-        elapsed = post_concurrently(ingest.url, token, bodies)
+        elapsed = post_concurrently(ingest.url, headers, bodies)
         json_cpu = cpu_s(pid) - cpu0[0], pg_cpu() - cpu0[1], time.process_time() - cpu0[2]
         readings_per_s = len(data) / elapsed
-        json_peak_mb = memory_kb(ingest.proc.pid, "VmHWM") / 1024  # type: ignore[union-attr]
+        json_peak_mb = memory_kb(pid, "VmHWM") / 1024
     finally:
         ingest.stop()
     with psycopg.connect(url) as conn:
@@ -285,11 +224,10 @@ def main() -> None:
 
     csv_path = tmp / "readings.csv"
     write_csv(csv_path, data)
-    ingest = start_ingest(url, tmp / "ingest-csv.log")
+    ingest = stack.start("ingest")["ingest"]  # a fresh process: its peak RSS is the import's
     try:
-        pid = ingest.proc.pid  # type: ignore[union-attr]
+        pid = ingest.pid
         idle_mb = memory_kb(pid, "VmRSS") / 1024
-        headers = {"Authorization": f"Bearer {token}"}
         with csv_path.open("rb") as f, httpx.Client(timeout=900) as http:
             cpu2 = cpu_s(pid), pg_cpu()
             start = time.perf_counter()
