@@ -15,40 +15,24 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import httpx
+import psycopg
+from _harness import SECRET, Stack
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 
-import httpx  # noqa: E402
-import psycopg  # noqa: E402
-from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect  # noqa: E402
-
-from services.common.auth import issue_token  # noqa: E402
-from services.common.migrations import upgrade_all  # noqa: E402
-from services.common.settings import ServiceSettings  # noqa: E402
-from services.common.stack import (  # noqa: E402
-    ServiceProcess,
-    create_database,
-    embedded_postgres,
-    free_port,
-    service_env,
-)
-from services.ingest import queries, rollup  # noqa: E402
-from services.ingest.config import IngestSettings  # noqa: E402
+from services.ingest import queries, rollup
+from services.ingest.config import IngestSettings
 
 SITES = 20
 DAYS = 731  # 2024-01-01 .. 2025-12-31, 17,544 hours per site
 FIRST = datetime(2024, 1, 1, tzinfo=UTC)
 REQUESTS = 200
 WARMUP = 20
-SECRET = "bench-secret-not-for-production-0123456789"
 ZONES = ("Europe/Paris", "Asia/Kolkata", "America/New_York", "UTC", "Australia/Sydney")
 YEAR = {"start": "2025-01-01T00:00:00+00:00", "end": "2026-01-01T00:00:00+00:00"}
 
@@ -112,15 +96,18 @@ def site_code(i: int) -> str:
 
 
 def main() -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="spe-bench-query-"))
-    url = create_database(embedded_postgres(tmp / "pg", on_exit="delete"), "spe_bench")
-    upgrade_all(url)
+    with Stack.create("query") as stack:
+        run(stack)
+
+
+def run(stack: Stack) -> None:
+    url = stack.url
     t0 = time.perf_counter()
     n = load(url)
     print(f"loaded {n} readings ({SITES} sites x {DAYS} days) in {time.perf_counter() - t0:.1f}s")
 
     # The very SQL the service runs, compiled to psycopg's placeholders, for the baseline:
-    # the site lookup (which sets the transaction's TimeZone), then the data statement.
+    # the site lookup (which sets the connection's TimeZone), then the data statement.
     dialect = psycopg_dialect()
     site_sql = str(queries.SITE.compile(dialect=dialect))
     readings_sql = str(queries.READINGS["hour", False].compile(dialect=dialect))
@@ -159,32 +146,25 @@ def main() -> None:
         direct_readings = timed(lambda i: direct(readings_sql, i, field="hour"))
         direct_balance = timed(lambda i: direct(balance_sql, i))
 
-    settings = ServiceSettings(secret_key=SECRET, environment="test")
-    token = issue_token(settings, subject="bench", role="viewer", token_type="access", ttl_s=3600)
-    env = service_env(url, INGEST_PORT=str(free_port()), SECRET_KEY=SECRET, LOG_LEVEL="WARNING")
-    ingest = ServiceProcess("ingest", int(env["INGEST_PORT"]), env, tmp / "ingest.log").start()
-    try:
-        ingest.wait_ready()
-        headers = {"Authorization": f"Bearer {token}"}
-        with httpx.Client(base_url=ingest.url, headers=headers, timeout=30) as http:
-            first = http.get(f"/v1/sites/{site_code(0)}/readings", params={**YEAR})
-            first.raise_for_status()
-            items = first.json()["items"]
-            assert len(items) == 8760, f"expected 8760 hourly buckets, got {len(items)}"
-            print(f"readings response: {len(items)} buckets, {len(first.content)} bytes")
+    ingest = stack.start("ingest")["ingest"]
+    headers = stack.service_headers("viewer")
+    with httpx.Client(base_url=ingest.url, headers=headers, timeout=30) as http:
+        first = http.get(f"/v1/sites/{site_code(0)}/readings", params={**YEAR})
+        first.raise_for_status()
+        items = first.json()["items"]
+        assert len(items) == 8760, f"expected 8760 hourly buckets, got {len(items)}"
+        print(f"readings response: {len(items)} buckets, {len(first.content)} bytes")
 
-            def readings(i: int) -> None:
-                r = http.get(f"/v1/sites/{site_code(i)}/readings", params={**YEAR})
-                r.raise_for_status()
+        def readings(i: int) -> None:
+            r = http.get(f"/v1/sites/{site_code(i)}/readings", params={**YEAR})
+            r.raise_for_status()
 
-            def balance(i: int) -> None:
-                r = http.get(f"/v1/sites/{site_code(i)}/balance", params={**YEAR})
-                r.raise_for_status()
+        def balance(i: int) -> None:
+            r = http.get(f"/v1/sites/{site_code(i)}/balance", params={**YEAR})
+            r.raise_for_status()
 
-            http_readings = timed(readings)
-            http_balance = timed(balance)
-    finally:
-        ingest.stop()
+        http_readings = timed(readings)
+        http_balance = timed(balance)
 
     figures: dict[str, float] = {}
     for name, samples in (
