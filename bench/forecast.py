@@ -26,34 +26,19 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import httpx
+import pandas as pd
+from _harness import ROOT, Stack
 
-import httpx  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from services.common.auth import issue_token  # noqa: E402
-from services.common.migrations import upgrade_all  # noqa: E402
-from services.common.settings import ServiceSettings  # noqa: E402
-from services.common.stack import (  # noqa: E402
-    ServiceProcess,
-    create_database,
-    embedded_postgres,
-    free_port,
-    service_env,
-)
-from services.forecast.ml import backtest, forecast_day, train  # noqa: E402
-from services.forecast.ml.backtest import BacktestResult  # noqa: E402
-from services.forecast.ml.features import issue_time, known_weather_only  # noqa: E402
+from services.forecast.ml import backtest, forecast_day, train
+from services.forecast.ml.backtest import BacktestResult
+from services.forecast.ml.features import issue_time, known_weather_only
 
 DATA = ROOT.parent / "shared" / "data" / "gefcom2012_total_hourly.csv"
 SITE = "GEFCOM"
@@ -62,35 +47,15 @@ COUNTRY = "US"
 KW_TO_MW = 1 / 1000  # keeps every hourly value under ingest's 1,000,000 kWh bound
 BATCH_ROWS = 10_000
 READ_SPAN = timedelta(days=365)  # under the read routes' 3-year span limit
-SECRET = "bench-secret-not-for-production-0123456789"
 
 
 @contextmanager
 def ingest_service() -> Iterator[tuple[str, dict[str, str]]]:
     """A migrated throwaway database and a real ingest process: (base URL, auth headers)."""
-    tmp = Path(tempfile.mkdtemp(prefix="spe-bench-forecast-"))
-    url = create_database(embedded_postgres(tmp / "pg", on_exit="delete"), "spe_bench_forecast")
-    upgrade_all(url)
-    env = service_env(
-        url,
-        INGEST_PORT=str(free_port()),
-        SECRET_KEY=SECRET,
-        LOG_LEVEL="WARNING",
-        INGEST_NOTIFY_ALERTS="false",  # no alerts service in this benchmark
-    )
-    proc = ServiceProcess("ingest", int(env["INGEST_PORT"]), env, tmp / "ingest.log").start()
-    try:
-        proc.wait_ready()
-        token = issue_token(
-            ServiceSettings(secret_key=SECRET),
-            subject="bench-forecast",
-            role="operator",
-            token_type="access",
-            ttl_s=3600,
-        )
-        yield proc.url, {"Authorization": f"Bearer {token}"}
-    finally:
-        proc.stop()
+    # No alerts service in this benchmark.
+    with Stack.create("forecast", INGEST_NOTIFY_ALERTS="false") as stack:
+        stack.start("ingest")
+        yield stack["ingest"].url, stack.service_headers("operator")
 
 
 def _post_batches(http: httpx.Client, route: str, rows: list[dict[str, Any]]) -> int:
