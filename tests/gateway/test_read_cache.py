@@ -24,6 +24,7 @@ from starlette.routing import Route
 from services.common.auth import issue_token
 from services.common.settings import ServiceSettings
 from services.gateway.config import GatewaySettings
+from services.gateway.fastread import CachedReadMiddleware
 from services.gateway.readcache import CachedRead, ReadCache, etag_of, matches
 from tests.conftest import TEST_SECRET, serve_app
 from tests.gateway.conftest import access_token, make_user
@@ -318,3 +319,29 @@ def test_hits_are_counted_under_their_route_template(
     assert "<unmatched>" not in "".join(
         line for line in client.get("/metrics").text.splitlines() if "/balance" in line
     )
+
+
+def test_hits_are_answered_before_the_app_and_the_rest_goes_on_to_it(
+    cached_client: Callable[..., TestClient], as_role: Callable[[str], dict[str, str]]
+) -> None:
+    # Arrange: the gateway's cache warmed the full way, then its middleware in front of an app
+    # that only says it was reached.
+    client, viewer = cached_client(gateway_read_cache_s=30), as_role("viewer")
+    first = client.get(BALANCE, headers=viewer)
+
+    async def reached(scope: Any, receive: Any, send: Any) -> None:
+        await Response(b"reached the app", status_code=299)(scope, receive, send)
+
+    front = TestClient(CachedReadMiddleware(reached, fastapi_app=client.app))  # type: ignore[arg-type]
+
+    # Act
+    hit = front.get(BALANCE, headers=viewer)
+    other_site = front.get(OTHER_SITE, headers=viewer)  # not cached yet
+    anonymous = front.get(BALANCE)
+    write = front.post(BALANCE, headers=viewer)
+
+    # Assert
+    assert hit.status_code == 200 and hit.json() == first.json()
+    assert hit.headers["etag"] == first.headers["etag"]
+    for response in (other_site, anonymous, write):
+        assert response.status_code == 299
