@@ -3,7 +3,8 @@ the forecast app in-process on the test's rolled-back session, and session facto
 calling the service's functions (training, jobs, nightly) directly.
 
 * ``ingest``: ingest as a uvicorn process on a database of its own, loaded once per session
-  through its API by the simulator (2 sites, 7 pieces of equipment, 35 days); tests add
+  through its API by the simulator (2 sites, 7 pieces of equipment, 35 days, a seed whose fleet
+  fails often enough in that window: ``fleet_seed``); tests add
   hand-made sites through the same API (``ingest.site(...)``, ``ingest.readings(...)``).
 * ``settings``: the forecast settings the tests use: a one-week backtest, few boosting
   iterations, no worker thread and no nightly schedule (tests drive both).
@@ -33,11 +34,15 @@ from services.forecast.data import IngestReader
 from services.forecast.main import build_app
 from services.ingest.simulator.catalog import equipment_specs, site_specs
 from services.ingest.simulator.client import IngestClient, backfill, current_hour
+from services.ingest.simulator.model import equipment_history
 from tests.conftest import TEST_SECRET, bind_session, process_env, token_for
 
 SIM_SITES = 2
 SIM_DAYS = 35
 SIM_SEED = 42
+# Failures the simulated fleet must have in the window for the maintenance model to learn from
+# (its MaintenanceParams.min_failures is 3), with a margin.
+SIM_MIN_FAILURES = 5
 _codes = itertools.count(1)
 
 Row = tuple[datetime, float, float]
@@ -101,6 +106,29 @@ class IngestAPI:
         return dict(r.json())
 
 
+def fleet_seed(end: datetime) -> int:
+    """The first seed from SIM_SEED whose fleet has SIM_MIN_FAILURES failures to learn from in
+    the SIM_DAYS before ``end``.
+
+    The simulator's draws are functions of the absolute time slot, so a fixed seed gives a
+    different number of failures in a window that ends now every day (one on 2026-12-06,
+    eight a month earlier). Counted: failures after the first day and before the last
+    horizon (7 days) plus one, the ones that usable equipment-days lead up to.
+    """
+    equipment = equipment_specs(site_specs(SIM_SITES))
+    start_s = int((end - timedelta(days=SIM_DAYS - 2)).timestamp())
+    end_s = int((end - timedelta(days=8)).timestamp())
+    for seed in itertools.count(SIM_SEED):
+        failures = sum(
+            event.kind == "failure"
+            for eq in equipment
+            for event in equipment_history(eq, seed, start_s, end_s)[1]
+        )
+        if failures >= SIM_MIN_FAILURES:
+            return seed
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="session")
 def ingest(
     make_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
@@ -118,7 +146,8 @@ def ingest(
         settings = ServiceSettings(secret_key=TEST_SECRET, environment="test")
         specs = site_specs(SIM_SITES)
         with IngestClient(proc.url, ServiceAuth(settings, "simulator"), echo=lambda _: None) as c:
-            backfill(c, specs, equipment_specs(specs), days=SIM_DAYS, seed=SIM_SEED, end=api.end)
+            seed = fleet_seed(api.end)
+            backfill(c, specs, equipment_specs(specs), days=SIM_DAYS, seed=seed, end=api.end)
         yield api
         api.http.close()
     finally:
