@@ -16,7 +16,8 @@ Nothing is skipped that could change the answer:
 - it runs inside the common middlewares (body limit, NUL and repeated-parameter checks,
   metrics, security headers), which see it as any other answer.
 
-Everything else (a miss, another route or method, the cache off) goes on to the app.
+Everything else (a miss, a hit due for its refresh ahead, another route or method, the cache
+off) goes on to the app.
 """
 
 from __future__ import annotations
@@ -102,8 +103,8 @@ class CachedReadMiddleware:
         )
         key = (caller.role, caller.scopes, route.service, upstream_path, scope["query_string"])
         entry = cache.get(key)
-        if entry is None:
-            return None
+        if entry is None or cache.refresh_due(key, entry):
+            return None  # a miss, or a hit that starts its refresh ahead: proxy.cached_read
         scope["route"] = template  # the route label of the request metrics
         READ_CACHE.labels("hit").inc()
         return entry.response(headers.get("if-none-match"))

@@ -62,6 +62,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app.state.read_cache.stop_refreshing()
         await close_upstreams(app)
 
 

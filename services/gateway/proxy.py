@@ -26,7 +26,7 @@ from services.common.errors import error_body
 from services.common.http import ServiceAuth
 from services.gateway.authn import AuthCache, Caller, auth_cache, upstream_token
 from services.gateway.config import GatewaySettings
-from services.gateway.readcache import READ_CACHE, CachedRead, ReadCache, etag_of
+from services.gateway.readcache import READ_CACHE, CachedRead, CacheKey, ReadCache, etag_of
 
 log = logging.getLogger("spe.gateway.proxy")
 UPSTREAMS = ("ingest", "forecast", "alerts")
@@ -234,6 +234,8 @@ async def cached_read(
         hit = cache.get(key)
         if hit is not None:
             READ_CACHE.labels("hit").inc()
+            if cache.refresh_due(key, hit):
+                cache.refresh(_refresh(request, caller, service, path, site, key))
             return hit.response(if_none_match)
         pending = cache.inflight.get(key)
         if pending is not None:
@@ -241,6 +243,21 @@ async def cached_read(
             if shared is not None:
                 READ_CACHE.labels("shared").inc()
                 return shared.response(if_none_match)
+    forwarded, entry = await _read_upstream(request, caller, service, path, site, key)
+    if entry is None:
+        return forwarded.response  # errors, 503s and streamed bodies are never kept
+    READ_CACHE.labels("miss").inc()
+    return entry.response(if_none_match)
+
+
+async def _read_upstream(
+    request: Request, caller: Caller, service: str, path: str, site: str | None, key: CacheKey
+) -> tuple[Forwarded, CachedRead | None]:
+    """Forward the read; keep a whole 200 (unless a write happened meanwhile) and return it.
+
+    Concurrent readers of ``key`` wait for this call instead of making their own.
+    """
+    cache: ReadCache = request.app.state.read_cache
     generation = cache.generation
     leader: asyncio.Future[CachedRead | None] | None = None
     if cache.enabled and key not in cache.inflight:
@@ -249,17 +266,31 @@ async def cached_read(
     entry = None
     try:
         forwarded = await forward(request, caller, service=service, path=path)
-        if forwarded.status_code != 200 or forwarded.body is None:
-            return forwarded.response  # errors, 503s and streamed bodies are never kept
-        entry = CachedRead(forwarded.body, forwarded.headers or {}, etag_of(forwarded.body), site)
-        if cache.enabled:
-            cache.put(key, entry, generation)
-        READ_CACHE.labels("miss").inc()
-        return entry.response(if_none_match)
+        if forwarded.status_code == 200 and forwarded.body is not None:
+            entry = CachedRead(
+                forwarded.body, forwarded.headers or {}, etag_of(forwarded.body), site
+            )
+            if cache.enabled:
+                cache.put(key, entry, generation)
+        return forwarded, entry
     finally:
         if leader is not None:
             cache.inflight.pop(key, None)
             leader.set_result(entry)  # None: the others ask upstream themselves
+
+
+async def _refresh(
+    request: Request, caller: Caller, service: str, path: str, site: str | None, key: CacheKey
+) -> None:
+    """Refresh ahead (readcache): replace an entry near its expiry; on failure it just expires."""
+    try:
+        forwarded, entry = await _read_upstream(request, caller, service, path, site, key)
+    except Exception:  # noqa: BLE001 - in the background, nobody else would see it
+        log.warning("read refresh failed", exc_info=True, extra={"upstream": service})
+        return
+    background = forwarded.response.background
+    if entry is None and background is not None:
+        await background()  # a streamed answer (too big to keep) nobody will read: close it
 
 
 class UpstreamFailed(Exception):

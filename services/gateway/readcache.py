@@ -17,6 +17,12 @@ Correctness:
 - what is written elsewhere (another gateway process or worker, the simulator posting straight
   to ingest, a forecast job finishing) shows up at most ``GATEWAY_READ_CACHE_S`` seconds later.
 
+Refresh ahead: a hit in the last quarter of its entry's life (the last 0.5 s of 2 s) is
+answered from memory at once and starts one upstream call in the background that replaces the
+entry. A read the cockpit keeps asking for therefore never expires in front of a caller: no
+one waits for the upstream service, yet nothing is served older than the TTL. A read nobody
+asks for in its last quarter simply expires (one extra upstream call per key and TTL at most).
+
 Every cacheable answer carries an ``ETag`` (a hash of its body); a request whose
 ``If-None-Match`` names it gets ``304 Not Modified`` without the body.
 """
@@ -27,7 +33,9 @@ import asyncio
 import hashlib
 import time
 from collections import OrderedDict
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import Counter
 from starlette.responses import Response
@@ -35,10 +43,13 @@ from starlette.responses import Response
 READ_CACHE = Counter(
     "gateway_read_cache_total",
     "Cacheable reads by outcome: hit (from memory), miss (asked upstream), shared (waited for "
-    "a concurrent miss of the same key), not_modified (answered 304)",
+    "a concurrent miss of the same key), not_modified (answered 304), refresh (a hit near its "
+    "expiry that started a background upstream call)",
     ["outcome"],
 )
 CacheKey = tuple[str, tuple[str, ...], str, str, bytes]
+# A hit within this share of the TTL before its expiry refreshes the entry in the background.
+REFRESH_SHARE = 0.25
 
 
 def etag_of(body: bytes) -> str:
@@ -67,6 +78,7 @@ class CachedRead:
     etag: str
     site: str | None
     expires: float = 0.0
+    refresh_at: float = 0.0
 
     def response(self, if_none_match: str | None) -> Response:
         if matches(if_none_match, self.etag):
@@ -88,6 +100,7 @@ class ReadCache:
     max_entries: int = 4096
     entries: OrderedDict[CacheKey, CachedRead] = field(default_factory=OrderedDict)
     inflight: dict[CacheKey, asyncio.Future[CachedRead | None]] = field(default_factory=dict)
+    refreshing: set[asyncio.Task[None]] = field(default_factory=set)
     generation: int = 0
     size: int = 0
 
@@ -104,12 +117,30 @@ class ReadCache:
             return None
         return entry
 
+    def refresh_due(self, key: CacheKey, entry: CachedRead) -> bool:
+        """Whether a hit on ``entry`` should start its refresh (none is under way yet)."""
+        return entry.refresh_at <= time.monotonic() and key not in self.inflight
+
+    def refresh(self, refresher: Coroutine[Any, Any, None]) -> None:
+        """Run ``refresher`` in the background, holding it until it ends."""
+        READ_CACHE.labels("refresh").inc()
+        task = asyncio.get_running_loop().create_task(refresher)
+        self.refreshing.add(task)
+        task.add_done_callback(self.refreshing.discard)
+
+    async def stop_refreshing(self) -> None:
+        """Cancel the background refreshes (at shutdown, before the upstream clients close)."""
+        for task in list(self.refreshing):
+            task.cancel()
+        await asyncio.gather(*self.refreshing, return_exceptions=True)
+
     def put(self, key: CacheKey, entry: CachedRead, generation: int) -> None:
         """Keep ``entry`` unless a write happened since its upstream call began."""
         if generation != self.generation or len(entry.body) > self.max_bytes // 8:
             return
         self._drop(key)
         entry.expires = time.monotonic() + self.ttl_s
+        entry.refresh_at = entry.expires - self.ttl_s * REFRESH_SHARE
         self.entries[key] = entry
         self.size += len(entry.body)
         while self.entries and (self.size > self.max_bytes or len(self.entries) > self.max_entries):

@@ -200,6 +200,35 @@ def test_concurrent_misses_of_one_read_make_one_upstream_call(
     assert counting[1].last == before + 1
 
 
+def test_a_read_asked_for_near_its_expiry_is_refreshed_behind_the_caller(
+    cached_client: Callable[..., TestClient],
+    as_role: Callable[[str], dict[str, str]],
+    counting: tuple[str, Counting],
+) -> None:
+    # Arrange: a 2 s entry (its last quarter starts at 1.5 s) of a read upstream answers slowly.
+    client, viewer = cached_client(gateway_read_cache_s=2.0), as_role("viewer")
+    path = BALANCE.replace("LYON1", "SLOW")
+    first = client.get(path, headers=viewer)
+    kept_at, calls = time.monotonic(), counting[1].last
+
+    # Act: asked for in its last quarter, then again while the refresh is under way, then
+    # past the first entry's expiry.
+    time.sleep(1.6)
+    near_expiry = [client.get(path, headers=viewer) for _ in range(3)]
+    deadline = time.monotonic() + 5
+    while counting[1].last == calls and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(max(0.0, kept_at + 2.3 - time.monotonic()) + 0.3)  # the refresh took 0.3 s
+    after_expiry = client.get(path, headers=viewer)
+
+    # Assert: nobody waited for upstream, one call refreshed the entry, and the entry asked for
+    # after the first one's expiry is the refreshed one, from memory.
+    assert [r.json()["n"] for r in near_expiry] == [first.json()["n"]] * 3
+    assert after_expiry.status_code == 200
+    assert after_expiry.json()["n"] == counting[1].last == calls + 1
+    assert after_expiry.headers["etag"] != first.headers["etag"]
+
+
 def _entry(body: bytes, site: str | None = "A") -> CachedRead:
     return CachedRead(body, {"content-type": "application/json"}, etag_of(body), site)
 
