@@ -7,10 +7,12 @@ looked up, so deactivation, demotion and "log out everywhere" apply within ``AUT
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -22,6 +24,7 @@ from services.common.auth import ROLE_RANK, Principal, issue_token, verify_token
 from services.common.db import SessionDep
 from services.common.errors import Forbidden, NotAuthenticated
 from services.gateway.config import GatewaySettings
+from services.gateway.readcache import REFRESH_SHARE
 from services.gateway.security import API_TOKEN_PREFIX, digest
 from services.gateway.service import find_api_token, find_user, touch_api_token
 
@@ -54,15 +57,22 @@ class _Entry:
     expires: float
     caller: Caller | None
     valid_after: float = 0.0
+    refresh_at: float = 0.0
 
 
 @dataclass
 class AuthCache:
-    """Per-process cache of user and API-token state, so most requests need no query."""
+    """Per-process cache of user and API-token state, so most requests need no query.
+
+    Concurrent lookups of one key make one query (``load``). An entry in the last quarter of
+    its life is renewed by the first request that meets it, while the others go on using it:
+    a busy caller's entry never expires in front of all their requests at once.
+    """
 
     ttl_s: float
     entries: dict[str, _Entry] = field(default_factory=dict)
     minted: dict[tuple[str, str, tuple[str, ...]], tuple[float, str]] = field(default_factory=dict)
+    loading: dict[str, asyncio.Future[_Entry | None]] = field(default_factory=dict)
 
     def get(self, key: str) -> _Entry | None:
         entry = self.entries.get(key)
@@ -70,11 +80,36 @@ class AuthCache:
             return None
         return entry
 
+    def due(self, key: str, entry: _Entry) -> bool:
+        """Whether ``entry`` is in its last quarter and no request is renewing it yet."""
+        return entry.refresh_at <= time.monotonic() and key not in self.loading
+
+    async def load(self, key: str, loader: Callable[[], _Entry]) -> _Entry:
+        """``loader()`` in the thread pool, once for all the concurrent callers of ``key``."""
+        pending = self.loading.get(key)
+        if pending is not None:
+            shared = await asyncio.shield(pending)
+            if shared is not None:
+                return shared
+            return await run_in_threadpool(loader)  # the first one failed: on our own
+        future: asyncio.Future[_Entry | None] = asyncio.get_running_loop().create_future()
+        self.loading[key] = future
+        entry = None
+        try:
+            entry = await run_in_threadpool(loader)
+            return entry
+        finally:
+            self.loading.pop(key, None)
+            future.set_result(entry)
+
     def put(self, key: str, caller: Caller | None, valid_after: float = 0.0) -> _Entry:
         """Store and return the entry (used as is: with AUTH_CACHE_S=0 it is already stale)."""
         if len(self.entries) > 10_000:  # bounded: stale entries of departed callers go
             self.entries.clear()
-        entry = _Entry(time.monotonic() + self.ttl_s, caller, valid_after)
+        now = time.monotonic()
+        entry = _Entry(
+            now + self.ttl_s, caller, valid_after, now + self.ttl_s * (1 - REFRESH_SHARE)
+        )
         self.entries[key] = entry
         return entry
 
@@ -140,18 +175,19 @@ async def _user_caller(
     session: Session, settings: GatewaySettings, cache: AuthCache, token: str
 ) -> Caller:
     principal = verify_token(settings, token, allowed_types=("access",))
-    entry = cache.get(f"user:{principal.subject}")
-    if entry is None:
+    key = f"user:{principal.subject}"
+    entry = cache.get(key)
+    if entry is None or cache.due(key, entry):
         # The entry as loaded, not read back: with AUTH_CACHE_S=0 it is already stale.
-        entry = await run_in_threadpool(_load_user, session, cache, principal.subject)
+        entry = await cache.load(key, partial(_load_user, session, cache, principal.subject))
     return _user_of(principal, entry)
 
 
 async def _token_caller(session: Session, cache: AuthCache, secret: str) -> Caller:
     key = f"token:{digest(secret)}"
     entry = cache.get(key)
-    if entry is None:
-        entry = await run_in_threadpool(_load_token, session, cache, key, secret)
+    if entry is None or cache.due(key, entry):
+        entry = await cache.load(key, partial(_load_token, session, cache, key, secret))
     return _token_of(entry)
 
 
@@ -170,17 +206,23 @@ def cached_caller(
             if scheme.lower() != "bearer" or not token:
                 return None
             if token.startswith(API_TOKEN_PREFIX):
-                entry = cache.get(f"token:{digest(token)}")
+                entry = _current(cache, f"token:{digest(token)}")
                 return _token_of(entry) if entry is not None else None
             principal = verify_token(settings, token, allowed_types=("access",))
-            entry = cache.get(f"user:{principal.subject}")
+            entry = _current(cache, f"user:{principal.subject}")
             return _user_of(principal, entry) if entry is not None else None
         if api_key and api_key.startswith(API_TOKEN_PREFIX):
-            entry = cache.get(f"token:{digest(api_key.strip())}")
+            entry = _current(cache, f"token:{digest(api_key.strip())}")
             return _token_of(entry) if entry is not None else None
     except NotAuthenticated:
         return None
     return None
+
+
+def _current(cache: AuthCache, key: str) -> _Entry | None:
+    """The entry, unless it is missing or due for renewal (which the full way does)."""
+    entry = cache.get(key)
+    return None if entry is None or cache.due(key, entry) else entry
 
 
 async def authenticate(
