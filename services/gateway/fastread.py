@@ -16,8 +16,8 @@ Nothing is skipped that could change the answer:
 - it runs inside the common middlewares (body limit, NUL and repeated-parameter checks,
   metrics, security headers), which see it as any other answer.
 
-Everything else (a miss, a hit due for its refresh ahead, another route or method, the cache
-off) goes on to the app.
+A hit due for its refresh ahead (readcache) starts it here, as ``proxy.cached_read`` would.
+Everything else (a miss, another route or method, the cache off) goes on to the app.
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ from urllib.parse import quote
 
 from fastapi import FastAPI
 from starlette.datastructures import Headers
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.gateway.authn import cached_caller
+from services.gateway.proxy import refresh_read
 from services.gateway.public_api import PUBLIC_PREFIX, PUBLIC_ROUTES, Route
 from services.gateway.readcache import READ_CACHE, ReadCache
 
@@ -103,8 +105,12 @@ class CachedReadMiddleware:
         )
         key = (caller.role, caller.scopes, route.service, upstream_path, scope["query_string"])
         entry = cache.get(key)
-        if entry is None or cache.refresh_due(key, entry):
-            return None  # a miss, or a hit that starts its refresh ahead: proxy.cached_read
+        if entry is None:
+            return None
         scope["route"] = template  # the route label of the request metrics
         READ_CACHE.labels("hit").inc()
+        if cache.refresh_due(key, entry):
+            site = match.groupdict().get("code") or match.groupdict().get("site")
+            request = Request(scope)
+            cache.refresh(refresh_read(request, caller, route.service, upstream_path, site, key))
         return entry.response(headers.get("if-none-match"))

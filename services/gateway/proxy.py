@@ -235,7 +235,7 @@ async def cached_read(
         if hit is not None:
             READ_CACHE.labels("hit").inc()
             if cache.refresh_due(key, hit):
-                cache.refresh(_refresh(request, caller, service, path, site, key))
+                cache.refresh(refresh_read(request, caller, service, path, site, key))
             return hit.response(if_none_match)
         pending = cache.inflight.get(key)
         if pending is not None:
@@ -279,7 +279,7 @@ async def _read_upstream(
             leader.set_result(entry)  # None: the others ask upstream themselves
 
 
-async def _refresh(
+async def refresh_read(
     request: Request, caller: Caller, service: str, path: str, site: str | None, key: CacheKey
 ) -> None:
     """Refresh ahead (readcache): replace an entry near its expiry; on failure it just expires."""
