@@ -9,6 +9,11 @@ alternating ``GET /api/v1/sites/{code}/balance`` and
 day). The same calls are then made directly to ingest (``/v1/...`` with a service-signed token)
 for as long, so the gateway's overhead shows: that direct run is the baseline.
 
+Each measured run follows ``BENCH_SETTLE_S`` (default 5) seconds of the same load, not counted,
+so it measures the steady state: connection pools open, PostgreSQL's buffers and the gateway's
+read cache filled. The gateway's first seconds, cache filling, are printed as well
+(``cold_*`` in the last line).
+
 The gateway's read cache (``GATEWAY_READ_CACHE_S``, default 2 s) is on, as deployed: the
 run spreads its requests over 580 distinct URLs (10 sites x 29 days x 2 endpoints, picked by a
 hash of the request's number: ``url_of``), so a URL comes back every 580 / rate seconds on
@@ -39,7 +44,15 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import psycopg
-from _harness import CpuMeter, PostgresCpu, Request, Stack, load_average, run_load
+from _harness import (
+    CpuMeter,
+    LoadResult,
+    PostgresCpu,
+    Request,
+    Stack,
+    load_average,
+    run_load,
+)
 
 from services.common.stack import free_port, start_services
 
@@ -48,6 +61,8 @@ DAYS = 60
 FIRST = datetime(2025, 1, 1, tzinfo=UTC)
 SECONDS = float(os.environ.get("BENCH_SECONDS", "30"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "50"))
+SETTLE_S = float(os.environ.get("BENCH_SETTLE_S", "5"))
+MEASURED = {"clients": CLIENTS, "seconds": SECONDS}
 
 
 def load(url: str) -> int:
@@ -121,6 +136,11 @@ def cockpit(prefix: str):  # type: ignore[no-untyped-def]
     return make
 
 
+def settle(base_url: str, headers: dict[str, str], make) -> LoadResult:  # type: ignore[no-untyped-def]
+    """The same load for SETTLE_S seconds before a measured run: caches and pools filling."""
+    return run_load(base_url, headers, make, clients=CLIENTS, seconds=SETTLE_S, warmup=2 * CLIENTS)
+
+
 def read_cache_counts(gateway_url: str) -> dict[str, float]:
     """The gateway's read-cache outcomes so far (all workers), from its /metrics."""
     text = httpx.get(f"{gateway_url}/metrics", timeout=10).text
@@ -138,12 +158,11 @@ def main() -> None:
         print(f"load average before: {load_average()}")
 
         headers = stack.login()
+        cold = settle(gateway.url, headers, cockpit("/api/v1"))
+        print(f"through the gateway, first {SETTLE_S:g} s (cache filling): {cold.summary()}")
         before = read_cache_counts(gateway.url)
         with CpuMeter(pids, pg) as cpu:
-            through = run_load(
-                gateway.url, headers, cockpit("/api/v1"),
-                clients=CLIENTS, seconds=SECONDS, warmup=2 * CLIENTS,
-            )  # fmt: skip
+            through = run_load(gateway.url, headers, cockpit("/api/v1"), **MEASURED)
         after = read_cache_counts(gateway.url)
         counts = {k: int(after.get(k, 0) - before.get(k, 0)) for k in after}
         cache = {k: counts.get(k, 0) for k in ("hit", "shared", "miss")}
@@ -161,25 +180,21 @@ def main() -> None:
         env = {**stack.env, "GATEWAY_READ_CACHE_S": "0", "GATEWAY_PORT": str(free_port())}
         (uncached_gateway,) = start_services(env, ("gateway",), log_dir=stack.tmp)
         try:
+            settle(uncached_gateway.url, headers, cockpit("/api/v1"))
             with CpuMeter({**pids, "gateway": uncached_gateway.pid}, pg) as cpu:
-                uncached = run_load(
-                    uncached_gateway.url, headers, cockpit("/api/v1"),
-                    clients=CLIENTS, seconds=SECONDS, warmup=2 * CLIENTS,
-                )  # fmt: skip
+                uncached = run_load(uncached_gateway.url, headers, cockpit("/api/v1"), **MEASURED)
         finally:
             uncached_gateway.stop()
         print(f"through the gateway, GATEWAY_READ_CACHE_S=0: {uncached.summary()}")
         print(f"  CPU ms per request: {cpu.per_request_ms(uncached.requests)}")
 
+        settle(ingest.url, stack.service_headers(), cockpit("/v1"))
         with CpuMeter(pids, pg) as cpu:
-            direct = run_load(
-                ingest.url, stack.service_headers(), cockpit("/v1"),
-                clients=CLIENTS, seconds=SECONDS, warmup=2 * CLIENTS,
-            )  # fmt: skip
+            direct = run_load(ingest.url, stack.service_headers(), cockpit("/v1"), **MEASURED)
         print(f"direct to ingest:    {direct.summary()}")
         print(f"  CPU ms per request: {cpu.per_request_ms(direct.requests)}")
         print(f"load average after: {load_average()}")
-    t, d, u = through.summary(), direct.summary(), uncached.summary()
+    t, d, u, c = through.summary(), direct.summary(), uncached.summary(), cold.summary()
     print(
         json.dumps(
             {
@@ -193,12 +208,15 @@ def main() -> None:
                 "direct_errors": d["errors"],
                 "rps_ratio_vs_direct": round(t["rps"] / d["rps"], 3) if d["rps"] else None,
                 "read_cache_hit_ratio": hit_ratio,
+                "cold_rps": c["rps"],
+                "cold_p99_ms": c["p99_ms"],
                 "uncached_rps": u["rps"],
                 "uncached_p50_ms": u["p50_ms"],
                 "uncached_p99_ms": u["p99_ms"],
                 "uncached_errors": u["errors"],
                 "clients": CLIENTS,
                 "seconds": SECONDS,
+                "settle_seconds": SETTLE_S,
                 "workers": {
                     "gateway": stack["gateway"].workers,
                     "ingest": stack["ingest"].workers,
