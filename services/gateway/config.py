@@ -26,8 +26,9 @@ class GatewaySettings(ServiceSettings):
     auth_cache_s: float = Field(default=5.0, ge=0)
     # Seconds a cockpit read (a site's readings, balance, weather, forecast, deficit histogram)
     # is served from the gateway process's memory (0: off). Writes through the same process
-    # drop the site's entries at once; data written elsewhere shows up within this delay.
-    gateway_read_cache_s: float = Field(default=2.0, ge=0, le=60)
+    # drop the site's entries at once; data written elsewhere shows up within this delay (the
+    # same bound as AUTH_CACHE_S; the cockpit itself polls every 30 s by default).
+    gateway_read_cache_s: float = Field(default=5.0, ge=0, le=60)
     # Lifetime of the token the gateway mints for each caller when calling an internal service.
     upstream_token_s: int = Field(default=120, ge=30)
     # Uploads are processed before the internal service answers: they get a longer read timeout.

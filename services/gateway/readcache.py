@@ -17,7 +17,7 @@ Correctness:
 - what is written elsewhere (another gateway process or worker, the simulator posting straight
   to ingest, a forecast job finishing) shows up at most ``GATEWAY_READ_CACHE_S`` seconds later.
 
-Refresh ahead: a hit in the last quarter of its entry's life (the last 0.5 s of 2 s) is
+Refresh ahead: a hit in the last quarter of its entry's life (the last 1.25 s of 5 s) is
 answered from memory at once and starts one upstream call in the background that replaces the
 entry. A read the cockpit keeps asking for therefore never expires in front of a caller: no
 one waits for the upstream service, yet nothing is served older than the TTL. A read nobody
