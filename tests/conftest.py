@@ -164,8 +164,9 @@ class SessionReads:
         yield self.session.connection()
 
 
-def bind_session(app: FastAPI, session: Session) -> TestClient:
-    """A TestClient whose requests all use the test's transactional session."""
+def use_session(app: FastAPI, session: Session) -> None:
+    """Every request of ``app`` uses the test's transactional session (its reads too) until
+    ``app.dependency_overrides.clear()``."""
 
     def _session() -> Iterator[Session]:
         yield session
@@ -173,6 +174,11 @@ def bind_session(app: FastAPI, session: Session) -> TestClient:
 
     app.dependency_overrides[get_session] = _session
     app.dependency_overrides[get_reads] = lambda: SessionReads(session)
+
+
+def bind_session(app: FastAPI, session: Session) -> TestClient:
+    """A TestClient whose requests all use the test's transactional session."""
+    use_session(app, session)
     return TestClient(app, raise_server_exceptions=False)
 
 

@@ -24,7 +24,6 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from services.common.auth import issue_token, verify_token
-from services.common.db import get_session
 from services.common.errors import NotAuthenticated
 from services.common.settings import ServiceSettings
 from services.common.stack import ServiceProcess, free_port, start_services
@@ -32,7 +31,14 @@ from services.gateway.config import GatewaySettings
 from services.gateway.main import build_app
 from services.gateway.models import User
 from services.gateway.security import hash_password
-from tests.conftest import TEST_SECRET, bind_session, process_env, serve_app, token_for
+from tests.conftest import (
+    TEST_SECRET,
+    bind_session,
+    process_env,
+    serve_app,
+    token_for,
+    use_session,
+)
 
 PASSWORD = "correct horse battery staple"
 _seq = itertools.count(1)
@@ -154,15 +160,9 @@ def _module_gateway(database_url: str, upstream_url: str) -> Iterator[TestClient
 @pytest.fixture
 def shared_client(_module_gateway: TestClient, session: Session) -> Iterator[TestClient]:
     """One gateway per test module (starting one costs ~0.5 s), on this test's session."""
-
-    def _session() -> Iterator[Session]:
-        yield session
-        session.flush()
-
-    app = _module_gateway.app
-    app.dependency_overrides[get_session] = _session  # type: ignore[attr-defined]
+    use_session(_module_gateway.app, session)  # type: ignore[arg-type]
     yield _module_gateway
-    app.dependency_overrides.clear()  # type: ignore[attr-defined]
+    _module_gateway.app.dependency_overrides.clear()  # type: ignore[attr-defined]
 
 
 @pytest.fixture

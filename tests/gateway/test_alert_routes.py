@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.common.db import get_session
 from services.gateway.main import build_app
 from services.gateway.models import AuditEntry
+from tests.conftest import use_session
 from tests.gateway.conftest import STACK_SITE, Stack, _settings, stack_headers
 
 Headers = Callable[[str], dict[str, str]]
@@ -59,12 +59,7 @@ def _alerts_gateway(database_url: str, upstream_url: str) -> Iterator[TestClient
 @pytest.fixture
 def echo_client(_alerts_gateway: TestClient, session: Session) -> Iterator[TestClient]:
     """A gateway whose ingest and alerts are the echo server, on the test's session."""
-
-    def _session() -> Iterator[Session]:
-        yield session
-        session.flush()
-
-    _alerts_gateway.app.dependency_overrides[get_session] = _session  # type: ignore[attr-defined]
+    use_session(_alerts_gateway.app, session)  # type: ignore[arg-type]
     yield _alerts_gateway
     _alerts_gateway.app.dependency_overrides.clear()  # type: ignore[attr-defined]
 

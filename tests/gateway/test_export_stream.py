@@ -20,11 +20,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from services.common.db import get_session
 from services.common.stack import free_port
 from services.gateway.config import GatewaySettings
 from services.gateway.main import build_app
-from tests.conftest import serve_app
+from tests.conftest import serve_app, use_session
 
 Headers = Callable[[str], dict[str, str]]
 SITE = {"code": "FLAKY", "name": "Flaky", "timezone": "UTC"}
@@ -71,12 +70,7 @@ def test_csv_export_interrupted_upstream_is_cut_without_checksum(
 ) -> None:
     # Arrange: the gateway under uvicorn (what clients really talk to), on the test's session.
     app = build_app(gateway_settings.model_copy(update={"ingest_url": flaky_ingest}))
-
-    def _session() -> Iterator[Session]:
-        yield session
-        session.flush()
-
-    app.dependency_overrides[get_session] = _session
+    use_session(app, session)
     port = free_port()
     server, thread = _serve(app, port)
     params = {"site": "FLAKY", "start": "2026-01-01T00:00:00Z", "end": "2026-02-01T00:00:00Z",
