@@ -9,7 +9,9 @@
 # tests/deploy checks this file (hadolint, and that each CMD / HEALTHCHECK is a command the test
 # suite runs outside Docker: the services are started there with exactly these argv).
 
-FROM node:20-bookworm-slim AS ui
+# Node 22: the maintained LTS line (20 reached its end of life in April 2026); Vite needs
+# >= 20.19 or >= 22.12, and `make ui` outside Docker accepts 20+.
+FROM node:22-bookworm-slim AS ui
 WORKDIR /src/frontend
 COPY frontend/package.json frontend/package-lock.json ./
 RUN npm ci --no-audit --no-fund
