@@ -4,10 +4,11 @@ Starts a throwaway embedded PostgreSQL, loads 10 sites x 60 days of hourly readi
 starts ingest and the gateway as real uvicorn processes (``GATEWAY_WORKERS`` /
 ``INGEST_WORKERS`` workers each, as configured), logs in through the gateway, then for
 ``BENCH_SECONDS`` (default 30) runs ``BENCH_CLIENTS`` (default 50) concurrent clients
-alternating ``GET /api/v1/sites/{code}/balance`` and
-``GET /api/v1/sites/{code}/readings?resolution=hour`` over one day (varying the site and the
-day). The same calls are then made directly to ingest (``/v1/...`` with a service-signed token)
-for as long, so the gateway's overhead shows: that direct run is the baseline.
+sending ``GET /api/v1/sites/{code}/balance`` and
+``GET /api/v1/sites/{code}/readings?resolution=hour`` over one day (the endpoint, the site and
+the day vary with each request). The same calls are then made directly to ingest
+(``/v1/...`` with a service-signed token) for as long, so the gateway's overhead shows: that
+direct run is the baseline.
 
 Each measured run follows ``BENCH_SETTLE_S`` (default 5) seconds of the same load, not counted,
 so it measures the steady state: connection pools open, PostgreSQL's buffers and the gateway's
