@@ -26,9 +26,10 @@ install: $(STAMP)
 
 # npm ci: exactly package-lock.json, again only when the lock (or package.json) changed.
 $(UI_DEPS): frontend/package.json frontend/package-lock.json
-	@command -v npm >/dev/null 2>&1 || { echo "npm not found: SP-E's web UI needs Node.js 20+ with npm"; exit 1; }
-	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' || \
-		{ echo "SP-E's web UI needs Node.js 20 or newer; found $$(node --version)"; exit 1; }
+# Vite's own range: ^20.19 or >= 22.12.
+	@command -v npm >/dev/null 2>&1 || { echo "npm not found: SP-E's web UI needs Node.js 20.19+ or 22.12+ with npm"; exit 1; }
+	@node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit((a === 20 && b >= 19) || a > 22 || (a === 22 && b >= 12) ? 0 : 1)' || \
+		{ echo "SP-E's web UI needs Node.js 20.19+ or 22.12+ (what Vite supports); found $$(node --version)"; exit 1; }
 	cd frontend && npm ci --no-audit --no-fund
 	touch $(UI_DEPS)
 
