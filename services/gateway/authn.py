@@ -24,7 +24,7 @@ from services.common.auth import ROLE_RANK, Principal, issue_token, verify_token
 from services.common.db import SessionDep
 from services.common.errors import Forbidden, NotAuthenticated
 from services.gateway.config import GatewaySettings
-from services.gateway.readcache import REFRESH_SHARE
+from services.gateway.readcache import renewal_due
 from services.gateway.security import API_TOKEN_PREFIX, digest
 from services.gateway.service import find_api_token, find_user, touch_api_token
 
@@ -57,7 +57,6 @@ class _Entry:
     expires: float
     caller: Caller | None
     valid_after: float = 0.0
-    refresh_at: float = 0.0
 
 
 @dataclass
@@ -82,7 +81,7 @@ class AuthCache:
 
     def due(self, key: str, entry: _Entry) -> bool:
         """Whether ``entry`` is in its last quarter and no request is renewing it yet."""
-        return entry.refresh_at <= time.monotonic() and key not in self.loading
+        return renewal_due(entry.expires, self.ttl_s) and key not in self.loading
 
     async def load(self, key: str, loader: Callable[[], _Entry]) -> _Entry:
         """``loader()`` in the thread pool, once for all the concurrent callers of ``key``."""
@@ -106,10 +105,7 @@ class AuthCache:
         """Store and return the entry (used as is: with AUTH_CACHE_S=0 it is already stale)."""
         if len(self.entries) > 10_000:  # bounded: stale entries of departed callers go
             self.entries.clear()
-        now = time.monotonic()
-        entry = _Entry(
-            now + self.ttl_s, caller, valid_after, now + self.ttl_s * (1 - REFRESH_SHARE)
-        )
+        entry = _Entry(time.monotonic() + self.ttl_s, caller, valid_after)
         self.entries[key] = entry
         return entry
 

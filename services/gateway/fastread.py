@@ -23,6 +23,7 @@ Everything else (a miss, another route or method, the cache off) goes on to the 
 from __future__ import annotations
 
 import re
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -35,7 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from services.gateway.authn import cached_caller
 from services.gateway.proxy import refresh_read
 from services.gateway.public_api import PUBLIC_PREFIX, PUBLIC_ROUTES, Route
-from services.gateway.readcache import READ_CACHE, ReadCache
+from services.gateway.readcache import ReadCache
 
 
 @dataclass(frozen=True)
@@ -100,17 +101,18 @@ class CachedReadMiddleware:
         )
         if caller is None or not caller.can(route.role):
             return None
+        params = match.groupdict()
         upstream_path = route.upstream.format(
-            **{name: quote(value, safe="") for name, value in match.groupdict().items()}
+            **{name: quote(value, safe="") for name, value in params.items()}
         )
         key = (caller.role, caller.scopes, route.service, upstream_path, scope["query_string"])
         entry = cache.get(key)
         if entry is None:
             return None
         scope["route"] = template  # the route label of the request metrics
-        READ_CACHE.labels("hit").inc()
-        if cache.refresh_due(key, entry):
-            site = match.groupdict().get("code") or match.groupdict().get("site")
-            request = Request(scope)
-            cache.refresh(refresh_read(request, caller, route.service, upstream_path, site, key))
-        return entry.response(headers.get("if-none-match"))
+
+        def renew() -> Coroutine[Any, Any, None]:
+            site = params.get("code") or params.get("site")
+            return refresh_read(Request(scope), caller, route.service, upstream_path, site, key)
+
+        return cache.hit(key, entry, headers.get("if-none-match"), renew)

@@ -14,6 +14,7 @@ import logging
 import ssl
 from collections.abc import Generator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import certifi
@@ -233,10 +234,8 @@ async def cached_read(
     if cache.enabled:
         hit = cache.get(key)
         if hit is not None:
-            READ_CACHE.labels("hit").inc()
-            if cache.refresh_due(key, hit):
-                cache.refresh(refresh_read(request, caller, service, path, site, key))
-            return hit.response(if_none_match)
+            renew = partial(refresh_read, request, caller, service, path, site, key)
+            return cache.hit(key, hit, if_none_match, renew)
         pending = cache.inflight.get(key)
         if pending is not None:
             shared = await asyncio.shield(pending)

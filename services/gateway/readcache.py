@@ -33,7 +33,7 @@ import asyncio
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,11 @@ READ_CACHE = Counter(
 CacheKey = tuple[str, tuple[str, ...], str, str, bytes]
 # A hit within this share of the TTL before its expiry refreshes the entry in the background.
 REFRESH_SHARE = 0.25
+
+
+def renewal_due(expires: float, ttl_s: float) -> bool:
+    """Whether an entry of ``ttl_s`` seconds expiring at ``expires`` is in its last quarter."""
+    return expires - ttl_s * REFRESH_SHARE <= time.monotonic()
 
 
 def etag_of(body: bytes) -> str:
@@ -78,7 +83,6 @@ class CachedRead:
     etag: str
     site: str | None
     expires: float = 0.0
-    refresh_at: float = 0.0
 
     def response(self, if_none_match: str | None) -> Response:
         if matches(if_none_match, self.etag):
@@ -100,7 +104,7 @@ class ReadCache:
     max_entries: int = 4096
     entries: OrderedDict[CacheKey, CachedRead] = field(default_factory=OrderedDict)
     inflight: dict[CacheKey, asyncio.Future[CachedRead | None]] = field(default_factory=dict)
-    refreshing: set[asyncio.Task[None]] = field(default_factory=set)
+    refreshing: dict[CacheKey, asyncio.Task[None]] = field(default_factory=dict)
     generation: int = 0
     size: int = 0
 
@@ -117,22 +121,33 @@ class ReadCache:
             return None
         return entry
 
-    def refresh_due(self, key: CacheKey, entry: CachedRead) -> bool:
-        """Whether a hit on ``entry`` should start its refresh (none is under way yet)."""
-        return entry.refresh_at <= time.monotonic() and key not in self.inflight
-
-    def refresh(self, refresher: Coroutine[Any, Any, None]) -> None:
-        """Run ``refresher`` in the background, holding it until it ends."""
-        READ_CACHE.labels("refresh").inc()
-        task = asyncio.get_running_loop().create_task(refresher)
-        self.refreshing.add(task)
-        task.add_done_callback(self.refreshing.discard)
+    def hit(
+        self,
+        key: CacheKey,
+        entry: CachedRead,
+        if_none_match: str | None,
+        refresher: Callable[[], Coroutine[Any, Any, None]],
+    ) -> Response:
+        """The answer to a hit. In the entry's last quarter, ``refresher()`` renews it in the
+        background, once: the key is marked before the task first runs."""
+        READ_CACHE.labels("hit").inc()
+        if (
+            renewal_due(entry.expires, self.ttl_s)
+            and key not in self.refreshing
+            and key not in self.inflight
+        ):
+            READ_CACHE.labels("refresh").inc()
+            task = asyncio.get_running_loop().create_task(refresher())
+            self.refreshing[key] = task
+            task.add_done_callback(lambda _: self.refreshing.pop(key, None))
+        return entry.response(if_none_match)
 
     async def stop_refreshing(self) -> None:
         """Cancel the background refreshes (at shutdown, before the upstream clients close)."""
-        for task in list(self.refreshing):
+        tasks = list(self.refreshing.values())
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self.refreshing, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def put(self, key: CacheKey, entry: CachedRead, generation: int) -> None:
         """Keep ``entry`` unless a write happened since its upstream call began."""
@@ -140,7 +155,6 @@ class ReadCache:
             return
         self._drop(key)
         entry.expires = time.monotonic() + self.ttl_s
-        entry.refresh_at = entry.expires - self.ttl_s * REFRESH_SHARE
         self.entries[key] = entry
         self.size += len(entry.body)
         while self.entries and (self.size > self.max_bytes or len(self.entries) > self.max_entries):

@@ -70,7 +70,7 @@ def test_an_entry_in_its_last_quarter_is_renewed_once_and_used_meanwhile() -> No
     cache = AuthCache(ttl_s=4)
     old = cache.put("user:ana", VIEWER)
     assert not cache.due("user:ana", old)  # fresh: 3 s before its last quarter
-    old.refresh_at = time.monotonic() - 0.01  # in its last second now
+    old.expires = time.monotonic() + 0.5  # in its last second now
 
     async def renew() -> tuple[bool, _Entry | None, _Entry]:
         assert cache.due("user:ana", old)  # the first request to see it renews it...

@@ -211,26 +211,52 @@ def test_a_read_asked_for_near_its_expiry_is_refreshed_behind_the_caller(
     first = client.get(path, headers=viewer)
     kept_at, calls = time.monotonic(), counting[1].last
 
-    # Act: asked for in its last quarter, then again while the refresh is under way, then
-    # past the first entry's expiry.
+    # Act: asked for by 6 callers at once in its last quarter, then past its expiry.
     time.sleep(1.6)
-    near_expiry = [client.get(path, headers=viewer) for _ in range(3)]
-    deadline = time.monotonic() + 5
-    while counting[1].last == calls and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(max(0.0, kept_at + 2.3 - time.monotonic()) + 0.3)  # the refresh took 0.3 s
+    with ThreadPoolExecutor(6) as pool:
+        near_expiry = list(pool.map(lambda _: client.get(path, headers=viewer), range(6)))
+    while counting[1].last == calls and time.monotonic() < kept_at + 2.0:
+        time.sleep(0.01)
+    renewed_at = time.monotonic()
+    time.sleep(max(0.0, kept_at + 2.0 - time.monotonic()) + 0.4)  # past it; the call takes 0.3
+    calls_before = counting[1].last
     after_expiry = client.get(path, headers=viewer)
 
-    # Assert: nobody waited for upstream, one call refreshed the entry, and the entry asked for
-    # after the first one's expiry is the refreshed one, from memory.
-    assert [r.json()["n"] for r in near_expiry] == [first.json()["n"]] * 3
+    # Assert: nobody waited for upstream; one call, made before the expiry, renewed the entry;
+    # past the first entry's expiry the renewed one is served from memory (no call).
+    assert [r.json()["n"] for r in near_expiry] == [first.json()["n"]] * 6
+    assert renewed_at < kept_at + 2.0
+    assert calls_before == calls + 1
     assert after_expiry.status_code == 200
-    assert after_expiry.json()["n"] == counting[1].last == calls + 1
+    assert after_expiry.json()["n"] == calls + 1 and counting[1].last == calls_before
     assert after_expiry.headers["etag"] != first.headers["etag"]
 
 
 def _entry(body: bytes, site: str | None = "A") -> CachedRead:
     return CachedRead(body, {"content-type": "application/json"}, etag_of(body), site)
+
+
+def test_hits_start_one_renewal_and_only_in_the_last_quarter() -> None:
+    cache = ReadCache(ttl_s=4)
+    key: Any = ("viewer", (), "ingest", "/v1/sites/A/balance", b"")
+    cache.put(key, _entry(b'{"n": 1}'), cache.generation)
+    entry = cache.entries[key]
+    renewals: list[int] = []
+
+    async def renew() -> None:
+        renewals.append(1)
+
+    async def hits() -> None:
+        cache.hit(key, entry, None, renew)  # fresh: 3 s before its last quarter
+        await asyncio.sleep(0)
+        entry.expires = time.monotonic() + 0.5  # in its last second now
+        for _ in range(3):  # in one go: the renewal's task has not run yet
+            cache.hit(key, entry, None, renew)
+        await asyncio.gather(*cache.refreshing.values())
+
+    asyncio.run(hits())
+
+    assert renewals == [1] and not cache.refreshing
 
 
 def test_read_under_way_during_a_write_is_not_kept() -> None:
