@@ -174,8 +174,8 @@ async def _load(
     # not httpx: the load generator shares the 2 cores with what it measures, and aiohttp's
     # client costs ~0.08 ms of CPU per request where httpx's costs ~0.6 (measured against a
     # trivial server, 50 clients), so less of the machine goes to the clients. Idle
-    # connections are dropped before uvicorn's 5 s keep-alive ends them, so a request is never
-    # sent on a connection the server is closing (a client-side race, not a failure).
+    # connections are dropped after 2 s, long before the services' 75 s keep-alive ends them,
+    # so a request is never sent on a connection the server is closing.
     timeout = aiohttp.ClientTimeout(total=30)
     sessions = [
         aiohttp.ClientSession(

@@ -72,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             or int(os.environ.get("UVICORN_PORT") or getattr(settings, f"{args.service}_port")),
             workers=workers,
             access_log=False,
+            # An idle keep-alive connection is kept longer than clients keep theirs (httpx: 5 s,
+            # uvicorn's default too) and load balancers (60 s): the client drops it first, so a
+            # request is never sent on a connection the server is closing at that moment.
+            timeout_keep_alive=75,
             timeout_graceful_shutdown=5,
         )
 

@@ -77,8 +77,8 @@ class Upstream:
         self.name = name
         base_url = getattr(settings, f"{name}_url")
         timeout = httpx.Timeout(settings.http_timeout_s, connect=min(2.0, settings.http_timeout_s))
-        # Idle connections are dropped before uvicorn's 5 s keep-alive would close them, so a
-        # request is rarely sent on a connection the server is closing at that very moment.
+        # Idle connections are dropped well before the services' keep-alive (75 s, serve.py)
+        # or a proxy's in between would close them: no request meets a closing connection.
         limits = httpx.Limits(max_connections=16, max_keepalive_connections=8, keepalive_expiry=2)
         self.clients = [
             httpx.AsyncClient(
